@@ -49,6 +49,7 @@ want=$(sha256sum package-lock.json | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   log "npm packages up to date"
 else
+  export SCARF_ANALYTICS=false  # swagger-ui-dist pulls a postinstall that would phone home
   log "npm ci"
   npm ci --no-audit --no-fund
   echo "$want" >"$stamp"

@@ -1,0 +1,55 @@
+import { type DynamicModule, Module, type Type } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { LoggerModule } from 'nestjs-pino';
+import { AccessGuard } from './auth/access.guard.js';
+import { type CoreDeps, CoreModule } from './core.module.js';
+import { DevicesController } from './devices/devices.controller.js';
+import { DevicesService } from './devices/devices.service.js';
+import { EnrollmentService } from './devices/enrollment.service.js';
+import { EnrollmentsController } from './devices/enrollments.controller.js';
+import { HealthController } from './health/health.controller.js';
+import { DocsController, OPENAPI_DOCUMENT } from './http/docs.controller.js';
+import { buildOpenApi } from './http/openapi.js';
+import { TokensController } from './tokens/tokens.controller.js';
+import { TokensService } from './tokens/tokens.service.js';
+
+export const VERSION = '0.1.0';
+
+/** Every controller, in the order the OpenAPI document lists them. */
+export const CONTROLLERS: Type[] = [
+  HealthController,
+  EnrollmentsController,
+  DevicesController,
+  TokensController,
+  DocsController,
+];
+
+@Module({})
+export class AppModule {
+  static forRoot(deps: CoreDeps): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        CoreModule.forRoot(deps),
+        LoggerModule.forRoot({
+          pinoHttp: {
+            logger: deps.logger,
+            // Requests are logged at debug unless they fail: no log line per telemetry post.
+            customLogLevel: (_req, res, err) =>
+              err || res.statusCode >= 500 ? 'error' : res.statusCode >= 400 ? 'warn' : 'debug',
+            autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
+            redact: ['req.headers.authorization', 'req.headers.cookie'],
+          },
+        }),
+      ],
+      controllers: CONTROLLERS,
+      providers: [
+        { provide: OPENAPI_DOCUMENT, useFactory: () => buildOpenApi(CONTROLLERS, VERSION) },
+        { provide: APP_GUARD, useClass: AccessGuard },
+        TokensService,
+        DevicesService,
+        EnrollmentService,
+      ],
+    };
+  }
+}

@@ -1,0 +1,173 @@
+import { resolve } from 'node:path';
+import { DEFAULT_AUDIENCE } from '@outpost/protocol/claims';
+import {
+  ENROLLMENT_TOKEN_TTL_S,
+  MAX_DEVICE_JWT_LIFETIME_S,
+  MAX_MESSAGE_BYTES,
+  MAX_RECORDS_PER_BATCH,
+} from '@outpost/protocol/limits';
+import { z } from 'zod';
+import { ConfigInvalid } from './errors.js';
+
+const port = z.coerce.number().int().min(0).max(65_535);
+const positiveInt = z.coerce.number().int().positive();
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === undefined || v.trim() === '' ? undefined : v));
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+/**
+ * Every INGEST_* variable, its default next to it. SURFACES.md fixes the names of the first
+ * group; the rest are ours.
+ */
+const envSchema = z.object({
+  INGEST_DATA_DIR: z.string().min(1).default('./data'),
+  INGEST_HTTP_PORT: port.default(8080),
+  INGEST_HOST: z.string().min(1).default('0.0.0.0'),
+  INGEST_MQTT_PORT: port.default(1883),
+  INGEST_MQTTS_PORT: port.default(8883),
+  INGEST_BOOTSTRAP_TOKEN: optionalString.pipe(
+    z.string().min(24, 'must be at least 24 characters').max(512).optional(),
+  ),
+  INGEST_INFLUX_URL: optionalString.pipe(z.url().optional()),
+  INGEST_INFLUX_API: z.enum(['v1', 'v2']).default('v2'),
+  INGEST_INFLUX_TOKEN: optionalString,
+  INGEST_INFLUX_ORG: optionalString,
+  INGEST_INFLUX_BUCKET: optionalString,
+  INGEST_INFLUX_DATABASE: optionalString,
+  INGEST_DATABASE_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+      .optional(),
+  ),
+  INGEST_REDIS_URL: optionalString.pipe(
+    z
+      .string()
+      .regex(/^rediss?:\/\//, 'must be a redis:// URL')
+      .optional(),
+  ),
+  INGEST_AUDIENCE: z.string().min(1).max(256).default(DEFAULT_AUDIENCE),
+  INGEST_LOG_LEVEL: logLevel.default('info'),
+
+  /** URL devices and the CLI use to reach this service; sent in the enrollment reply. */
+  INGEST_PUBLIC_URL: optionalString.pipe(z.url().optional()),
+  /** Host name devices use for MQTT; defaults to the public URL's host. */
+  INGEST_MQTT_PUBLIC_HOST: optionalString,
+  INGEST_ENROLLMENT_TTL_S: positiveInt.default(ENROLLMENT_TOKEN_TTL_S),
+  INGEST_DEVICE_JWT_MAX_LIFETIME_S: positiveInt.default(MAX_DEVICE_JWT_LIFETIME_S),
+  INGEST_MAX_MESSAGE_BYTES: positiveInt.default(MAX_MESSAGE_BYTES),
+  INGEST_MAX_RECORDS: positiveInt.default(MAX_RECORDS_PER_BATCH),
+  /** Failed API authentications allowed per source address per minute before 429. */
+  INGEST_AUTH_FAILURES_PER_MINUTE: positiveInt.default(20),
+  /** Largest accepted bulk import body. */
+  INGEST_IMPORT_MAX_BYTES: positiveInt.default(16 * 1024 * 1024),
+  INGEST_IMPORT_MAX_ROWS: positiveInt.default(100_000),
+});
+
+export type IngestConfig = Readonly<{
+  dataDir: string;
+  http: Readonly<{ host: string; port: number; publicUrl: string | undefined }>;
+  mqtt: Readonly<{ port: number; tlsPort: number; publicHost: string | undefined }>;
+  bootstrapToken: string | undefined;
+  influx:
+    | Readonly<{
+        url: string;
+        api: 'v1' | 'v2';
+        token: string | undefined;
+        org: string | undefined;
+        bucket: string | undefined;
+        database: string | undefined;
+      }>
+    | undefined;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  audience: string;
+  logLevel: z.infer<typeof logLevel>;
+  limits: Readonly<{
+    enrollmentTtlS: number;
+    deviceJwtMaxLifetimeS: number;
+    maxMessageBytes: number;
+    maxRecords: number;
+    authFailuresPerMinute: number;
+    importMaxBytes: number;
+    importMaxRows: number;
+  }>;
+}>;
+
+/** Parses the environment once; lists every bad variable at once. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): IngestConfig {
+  const picked = Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('INGEST_')));
+  const parsed = envSchema.safeParse(picked);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigInvalid(problems);
+  }
+  const e = parsed.data;
+  const problems: string[] = [];
+  if (e.INGEST_INFLUX_URL && e.INGEST_INFLUX_API === 'v2' && !e.INGEST_INFLUX_BUCKET) {
+    problems.push('INGEST_INFLUX_BUCKET: required when INGEST_INFLUX_API=v2');
+  }
+  if (e.INGEST_INFLUX_URL && e.INGEST_INFLUX_API === 'v1' && !e.INGEST_INFLUX_DATABASE) {
+    problems.push('INGEST_INFLUX_DATABASE: required when INGEST_INFLUX_API=v1');
+  }
+  if (problems.length > 0) throw new ConfigInvalid(problems);
+
+  return deepFreeze({
+    dataDir: resolve(e.INGEST_DATA_DIR),
+    http: { host: e.INGEST_HOST, port: e.INGEST_HTTP_PORT, publicUrl: e.INGEST_PUBLIC_URL },
+    mqtt: {
+      port: e.INGEST_MQTT_PORT,
+      tlsPort: e.INGEST_MQTTS_PORT,
+      publicHost: e.INGEST_MQTT_PUBLIC_HOST,
+    },
+    bootstrapToken: e.INGEST_BOOTSTRAP_TOKEN,
+    influx: e.INGEST_INFLUX_URL
+      ? {
+          url: e.INGEST_INFLUX_URL,
+          api: e.INGEST_INFLUX_API,
+          token: e.INGEST_INFLUX_TOKEN,
+          org: e.INGEST_INFLUX_ORG,
+          bucket: e.INGEST_INFLUX_BUCKET,
+          database: e.INGEST_INFLUX_DATABASE,
+        }
+      : undefined,
+    databaseUrl: e.INGEST_DATABASE_URL,
+    redisUrl: e.INGEST_REDIS_URL,
+    audience: e.INGEST_AUDIENCE,
+    logLevel: e.INGEST_LOG_LEVEL,
+    limits: {
+      enrollmentTtlS: e.INGEST_ENROLLMENT_TTL_S,
+      deviceJwtMaxLifetimeS: e.INGEST_DEVICE_JWT_MAX_LIFETIME_S,
+      maxMessageBytes: e.INGEST_MAX_MESSAGE_BYTES,
+      maxRecords: e.INGEST_MAX_RECORDS,
+      authFailuresPerMinute: e.INGEST_AUTH_FAILURES_PER_MINUTE,
+      importMaxBytes: e.INGEST_IMPORT_MAX_BYTES,
+      importMaxRows: e.INGEST_IMPORT_MAX_ROWS,
+    },
+  });
+}
+
+/** The configuration as it may be logged: secrets and URL credentials redacted. */
+export function redactedConfig(config: IngestConfig): Record<string, unknown> {
+  const redactUrl = (url: string | undefined) =>
+    url?.replace(/\/\/([^:/@]+):([^@/]+)@/, '//$1:[redacted]@');
+  return {
+    ...config,
+    bootstrapToken: config.bootstrapToken ? '[redacted]' : undefined,
+    databaseUrl: redactUrl(config.databaseUrl),
+    redisUrl: redactUrl(config.redisUrl),
+    influx: config.influx
+      ? { ...config.influx, token: config.influx.token ? '[redacted]' : undefined }
+      : undefined,
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

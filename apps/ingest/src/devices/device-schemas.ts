@@ -1,0 +1,145 @@
+import { deviceIdSchema, deviceKindSchema } from '@outpost/protocol/ids';
+import {
+  MAX_TAG_KEY_LENGTH,
+  MAX_TAG_VALUE_LENGTH,
+  MAX_TAGS,
+} from '@outpost/protocol/limits';
+import { z } from 'zod';
+
+/** HTTP request and response shapes of the device registry, built on the protocol schemas. */
+
+export const tagKeySchema = z
+  .string()
+  .regex(
+    new RegExp(`^[A-Za-z0-9_.-]{1,${MAX_TAG_KEY_LENGTH}}$`),
+    `tag keys match ^[A-Za-z0-9_.-]{1,${MAX_TAG_KEY_LENGTH}}$`,
+  );
+// Printable text without control characters.
+export const tagValueSchema = z
+  .string()
+  .max(MAX_TAG_VALUE_LENGTH)
+  .regex(/^[^\p{Cc}]*$/u, 'tag values may not contain control characters');
+export const tagsSchema = z.record(z.string(), tagValueSchema).superRefine((tags, ctx) => {
+  const keys = Object.keys(tags);
+  if (keys.length > MAX_TAGS) ctx.addIssue({ code: 'custom', message: `at most ${MAX_TAGS} tags` });
+  for (const key of keys) {
+    if (!tagKeySchema.safeParse(key).success) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [key],
+        message: `tag keys match ^[A-Za-z0-9_.-]{1,${MAX_TAG_KEY_LENGTH}}$`,
+      });
+    }
+  }
+});
+
+export const deviceNameSchema = z
+  .string()
+  .min(1)
+  .max(128)
+  .regex(/^[^\p{Cc}]*$/u, 'names may not contain control characters');
+
+export const policySchema = z.strictObject({
+  payloadSigning: z.enum(['required', 'optional']),
+});
+
+/** `k=v` as used by `--tag` flags and `?tag=` query parameters. */
+export const tagPairSchema = z
+  .string()
+  .max(MAX_TAG_KEY_LENGTH + MAX_TAG_VALUE_LENGTH + 1)
+  .transform((s, ctx) => {
+    const i = s.indexOf('=');
+    if (i <= 0) {
+      ctx.addIssue({ code: 'custom', message: 'expected key=value' });
+      return z.NEVER;
+    }
+    return [s.slice(0, i), s.slice(i + 1)] as const;
+  })
+  .pipe(z.tuple([tagKeySchema, tagValueSchema]));
+
+const oneOrMany = <T extends z.ZodType>(s: T) =>
+  z
+    .union([s, z.array(s).max(MAX_TAGS)])
+    .transform((v) => (Array.isArray(v) ? v : [v]) as z.infer<T>[]);
+
+export const listDevicesQuerySchema = z.strictObject({
+  tag: oneOrMany(tagPairSchema)
+    .optional()
+    .transform((pairs) => (pairs ? Object.fromEntries(pairs) : undefined)),
+  kind: deviceKindSchema.optional(),
+  gateway: deviceIdSchema.optional(),
+  status: z.enum(['pending', 'active', 'revoked', 'online', 'offline', 'buffering']).optional(),
+  q: z.string().min(1).max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+  after: deviceIdSchema.optional(),
+});
+
+export const createEnrollmentSchema = z.strictObject({
+  deviceId: deviceIdSchema,
+  kind: deviceKindSchema.default('device'),
+  gateway: deviceIdSchema.optional(),
+  name: deviceNameSchema.optional(),
+  tags: tagsSchema.optional(),
+  /** Token lifetime; defaults to INGEST_ENROLLMENT_TTL_S (24 h). At most 30 days. */
+  ttlSeconds: z.number().int().min(60).max(30 * 24 * 3600).optional(),
+});
+export type CreateEnrollment = z.infer<typeof createEnrollmentSchema>;
+
+export const enrollmentCreatedSchema = z.object({
+  token: z.string(),
+  jti: z.string(),
+  deviceId: deviceIdSchema,
+  kind: deviceKindSchema,
+  gateway: deviceIdSchema.nullable(),
+  expiresAt: z.iso.datetime(),
+});
+
+export const patchDeviceSchema = z
+  .strictObject({
+    name: deviceNameSchema.nullable().optional(),
+    tags: tagsSchema.optional(),
+    policy: policySchema.optional(),
+    desiredConfig: z
+      .record(z.string().max(64), z.unknown())
+      .refine((c) => JSON.stringify(c).length <= 64 * 1024, 'desired config is at most 64 KiB')
+      .optional(),
+  })
+  .refine((p) => Object.keys(p).length > 0, 'nothing to change');
+export type PatchDevice = z.infer<typeof patchDeviceSchema>;
+
+export const deviceIdParamSchema = deviceIdSchema;
+
+export const deviceViewSchema = z.object({
+  id: z.string(),
+  kind: deviceKindSchema,
+  name: z.string().nullable(),
+  tags: z.record(z.string(), z.string()),
+  gateway: z.string().nullable(),
+  policy: policySchema,
+  status: z.enum(['pending', 'active', 'revoked']),
+  connectivity: z.object({
+    state: z.enum(['online', 'offline', 'buffering', 'never_connected', 'revoked']),
+    online: z.boolean(),
+    lastSeen: z.iso.datetime().nullable(),
+    disconnectReason: z.string().nullable(),
+  }),
+  outbox: z
+    .object({ pending: z.number(), bytes: z.number(), oldestS: z.number(), dropped: z.number() })
+    .nullable(),
+  keys: z.array(z.object({ kid: z.string(), alg: z.string(), addedAt: z.iso.datetime() })),
+  reportedState: z.unknown().nullable(),
+  reportedAt: z.iso.datetime().nullable(),
+  desiredConfig: z.unknown().nullable(),
+  desiredConfigVersion: z.number().int(),
+  revokedAt: z.iso.datetime().nullable(),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+});
+export type DeviceView = z.infer<typeof deviceViewSchema>;
+
+export const devicePageSchema = z.object({
+  items: z.array(deviceViewSchema),
+  next: z.string().nullable(),
+});
+
+export const importResultSchema = z.object({ imported: z.number().int() });
