@@ -43,7 +43,9 @@ for (const file of files.sort()) {
         xFloor: floor ? b.mean / floor.mean : undefined,
       }));
       summary.groups.push({ package: basename(file, '.json'), group: group.fullName, rows });
-      lines.push(`## ${basename(file, '.json')}: ${group.fullName.split(' > ').slice(1).join(' > ')}`);
+      lines.push(
+        `## ${basename(file, '.json')}: ${group.fullName.split(' > ').slice(1).join(' > ')}`,
+      );
       lines.push('');
       lines.push('| bench | ops/s | mean | p99 | ± | × floor |');
       lines.push('|---|---:|---:|---:|---:|---:|');

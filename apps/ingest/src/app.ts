@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Logger as NestPinoLogger } from 'nestjs-pino';
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import { AppModule } from './app.module.js';
 import type { IngestConfig } from './config.js';
 import type { CoreDeps } from './core.module.js';

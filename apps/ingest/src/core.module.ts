@@ -22,10 +22,10 @@ import {
   type Random,
   REGISTRY_STORE,
 } from './injection.js';
+import { ServiceKeys } from './keys/service-keys.js';
 import { RegistryEvents } from './registry/registry-events.js';
 import type { RegistryStore } from './registry/registry-store.js';
 import { SqliteRegistryStore } from './registry/sqlite-registry-store.js';
-import { ServiceKeys } from './keys/service-keys.js';
 
 export interface CoreDeps {
   config: IngestConfig;
@@ -81,7 +81,16 @@ export class CoreModule {
     return {
       module: CoreModule,
       providers,
-      exports: [CONFIG, LOGGER, CLOCK, RANDOM, METRICS, REGISTRY_STORE, RegistryEvents, ServiceKeys],
+      exports: [
+        CONFIG,
+        LOGGER,
+        CLOCK,
+        RANDOM,
+        METRICS,
+        REGISTRY_STORE,
+        RegistryEvents,
+        ServiceKeys,
+      ],
     };
   }
 }

@@ -9,7 +9,8 @@ async function main(): Promise<void> {
   logger.info({ config: redactedConfig(config) }, 'starting');
   const app = await createApp({ config, logger });
   await app.listen({ port: config.http.port, host: config.http.host });
-  const shown = config.http.host === '0.0.0.0' || config.http.host === '::' ? 'localhost' : config.http.host;
+  const shown =
+    config.http.host === '0.0.0.0' || config.http.host === '::' ? 'localhost' : config.http.host;
   const url = config.http.publicUrl ?? `http://${shown}:${config.http.port}`;
   logger.info({ url, docs: `${url}/api/docs` }, 'ingest ready');
   process.stdout.write(
@@ -23,7 +24,9 @@ main().catch((err: unknown) => {
   if (isAppError(err) && err.code === 'config_invalid') {
     process.stderr.write(`${err.message}\n`);
   } else {
-    process.stderr.write(`ingest failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `ingest failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
   }
   process.exit(1);
 });

@@ -5,9 +5,7 @@ import type { Role } from '@outpost/protocol/claims';
  * Every route declares who may call it; the guard refuses routes that declare nothing
  * (fail closed).
  */
-export type AccessPolicy =
-  | { type: 'public' }
-  | { type: 'api'; roles: readonly Role[] };
+export type AccessPolicy = { type: 'public' } | { type: 'api'; roles: readonly Role[] };
 
 export const ACCESS_METADATA = 'outpost:access';
 

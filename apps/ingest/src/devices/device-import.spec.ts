@@ -15,7 +15,13 @@ describe('planImport', () => {
       ok: true,
       gatewaysToCheck: [],
       devices: [
-        { id: 'gw-1', kind: 'gateway', name: 'Gate', gateway: null, tags: { site: 'north', floor: '1' } },
+        {
+          id: 'gw-1',
+          kind: 'gateway',
+          name: 'Gate',
+          gateway: null,
+          tags: { site: 'north', floor: '1' },
+        },
         {
           id: 's-1',
           kind: 'device',

@@ -21,7 +21,12 @@ export interface ImportError {
 }
 
 export type ImportPlan =
-  | { ok: true; devices: NewDevice[]; gatewaysToCheck: string[]; lineOf: ReadonlyMap<string, number> }
+  | {
+      ok: true;
+      devices: NewDevice[];
+      gatewaysToCheck: string[];
+      lineOf: ReadonlyMap<string, number>;
+    }
   | { ok: false; errors: ImportError[]; errorCount: number };
 
 const MAX_REPORTED_ERRORS = 100;
@@ -87,8 +92,9 @@ function csvRows(text: string, errors: ImportError[]): { line: number; value: un
 }
 
 function jsonRows(value: unknown, errors: ImportError[]): { line: number; value: unknown }[] {
-  const list =
-    Array.isArray(value) ? value : (value as { devices?: unknown } | null)?.devices ?? null;
+  const list = Array.isArray(value)
+    ? value
+    : ((value as { devices?: unknown } | null)?.devices ?? null);
   if (!Array.isArray(list)) {
     errors.push({ line: 1, message: 'expected a JSON array of devices or {"devices": [...]}' });
     return [];
@@ -121,7 +127,8 @@ export function planImport(
     const tagProblems = (value as { __tagProblems?: string[] }).__tagProblems;
     if (tagProblems) {
       const id = (value as { id?: unknown }).id;
-      for (const m of tagProblems) fail({ line, ...(typeof id === 'string' ? { id } : {}), message: m });
+      for (const m of tagProblems)
+        fail({ line, ...(typeof id === 'string' ? { id } : {}), message: m });
       continue;
     }
     const parsed = rowSchema.safeParse(value);
@@ -164,7 +171,11 @@ export function planImport(
     const k = kindInFile.get(d.gateway);
     if (k === undefined) gatewaysToCheck.add(d.gateway);
     else if (k !== 'gateway') {
-      fail({ line: lineOf.get(d.id)!, id: d.id, message: `gateway ${d.gateway} is not of kind gateway` });
+      fail({
+        line: lineOf.get(d.id)!,
+        id: d.id,
+        message: `gateway ${d.gateway} is not of kind gateway`,
+      });
     }
   }
   if (errorCount > 0) return { ok: false, errors, errorCount };

@@ -1,9 +1,5 @@
 import { deviceIdSchema, deviceKindSchema } from '@outpost/protocol/ids';
-import {
-  MAX_TAG_KEY_LENGTH,
-  MAX_TAG_VALUE_LENGTH,
-  MAX_TAGS,
-} from '@outpost/protocol/limits';
+import { MAX_TAG_KEY_LENGTH, MAX_TAG_VALUE_LENGTH, MAX_TAGS } from '@outpost/protocol/limits';
 import { z } from 'zod';
 
 /** HTTP request and response shapes of the device registry, built on the protocol schemas. */
@@ -57,10 +53,9 @@ export const tagPairSchema = z
   })
   .pipe(z.tuple([tagKeySchema, tagValueSchema]));
 
+/** A query parameter given once (a string) or repeated (an array). */
 const oneOrMany = <T extends z.ZodType>(s: T) =>
-  z
-    .union([s, z.array(s).max(MAX_TAGS)])
-    .transform((v) => (Array.isArray(v) ? v : [v]) as z.infer<T>[]);
+  z.preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(s).max(MAX_TAGS));
 
 export const listDevicesQuerySchema = z.strictObject({
   tag: oneOrMany(tagPairSchema)
@@ -81,7 +76,12 @@ export const createEnrollmentSchema = z.strictObject({
   name: deviceNameSchema.optional(),
   tags: tagsSchema.optional(),
   /** Token lifetime; defaults to INGEST_ENROLLMENT_TTL_S (24 h). At most 30 days. */
-  ttlSeconds: z.number().int().min(60).max(30 * 24 * 3600).optional(),
+  ttlSeconds: z
+    .number()
+    .int()
+    .min(60)
+    .max(30 * 24 * 3600)
+    .optional(),
 });
 export type CreateEnrollment = z.infer<typeof createEnrollmentSchema>;
 

@@ -48,22 +48,35 @@ export class DevicesController {
 
   @Get(':id')
   @Roles('viewer')
-  @ApiDoc({ summary: 'A device: record, connectivity, reported state, outbox', response: deviceViewSchema })
+  @ApiDoc({
+    summary: 'A device: record, connectivity, reported state, outbox',
+    response: deviceViewSchema,
+  })
   async show(@ZParam('id', deviceIdParamSchema) id: string) {
     return deviceView(await this.devices.get(id));
   }
 
   @Patch(':id')
   @Roles('technician')
-  @ApiDoc({ summary: 'Change name, tags, policy or desired config', body: patchDeviceSchema, response: deviceViewSchema })
-  async patch(@ZParam('id', deviceIdParamSchema) id: string, @ZBody(patchDeviceSchema) body: PatchDevice) {
+  @ApiDoc({
+    summary: 'Change name, tags, policy or desired config',
+    body: patchDeviceSchema,
+    response: deviceViewSchema,
+  })
+  async patch(
+    @ZParam('id', deviceIdParamSchema) id: string,
+    @ZBody(patchDeviceSchema) body: PatchDevice,
+  ) {
     return deviceView(await this.devices.patch(id, body));
   }
 
   @Post(':id/revoke')
   @HttpCode(200)
   @Roles('technician')
-  @ApiDoc({ summary: 'Revoke a device: its sessions are closed and its keys refused', response: deviceViewSchema })
+  @ApiDoc({
+    summary: 'Revoke a device: its sessions are closed and its keys refused',
+    response: deviceViewSchema,
+  })
   async revoke(@ZParam('id', deviceIdParamSchema) id: string) {
     return deviceView(await this.devices.revoke(id));
   }

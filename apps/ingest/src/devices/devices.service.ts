@@ -1,19 +1,19 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { reportedStateSchema } from '@outpost/protocol/state';
+import type { z } from 'zod';
 import type { IngestConfig } from '../config.js';
 import { NotFound } from '../errors.js';
 import { CLOCK, type Clock, CONFIG, REGISTRY_STORE } from '../injection.js';
 import { RegistryEvents } from '../registry/registry-events.js';
+import { DeviceExists, type DeviceRecord, type RegistryStore } from '../registry/registry-store.js';
 import {
-  DeviceExists,
-  type DeviceRecord,
-  type RegistryStore,
-} from '../registry/registry-store.js';
+  DeviceKindMismatch,
+  DeviceRevoked,
+  GatewayInvalid,
+  ImportInvalid,
+} from './device-errors.js';
 import { planImport } from './device-import.js';
-import { DeviceKindMismatch, DeviceRevoked, GatewayInvalid, ImportInvalid } from './device-errors.js';
-import type { DeviceView, PatchDevice } from './device-schemas.js';
-import type { z } from 'zod';
-import type { listDevicesQuerySchema } from './device-schemas.js';
+import type { DeviceView, listDevicesQuerySchema, PatchDevice } from './device-schemas.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -134,7 +134,11 @@ export class DevicesService {
             : null;
       if (problem) {
         for (const d of plan.devices.filter((x) => x.gateway === gw).slice(0, 100)) {
-          gatewayErrors.push({ line: plan.lineOf.get(d.id)!, id: d.id, message: `gateway ${gw} ${problem}` });
+          gatewayErrors.push({
+            line: plan.lineOf.get(d.id)!,
+            id: d.id,
+            message: `gateway ${gw} ${problem}`,
+          });
         }
       }
     }
@@ -196,9 +200,13 @@ export class DevicesService {
       device = await this.get(input.deviceId);
     }
     if (device.status === 'revoked') throw new DeviceRevoked(device.id);
-    if (device.kind !== input.kind) throw new DeviceKindMismatch(device.id, device.kind, input.kind);
+    if (device.kind !== input.kind)
+      throw new DeviceKindMismatch(device.id, device.kind, input.kind);
     if (input.gateway && device.gateway !== input.gateway) {
-      throw new GatewayInvalid(input.gateway, `is not the gateway of ${device.id} (${device.gateway ?? 'none'})`);
+      throw new GatewayInvalid(
+        input.gateway,
+        `is not the gateway of ${device.id} (${device.gateway ?? 'none'})`,
+      );
     }
     return device;
   }

@@ -1,10 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { EnrollmentRequest } from '@outpost/protocol/enrollment';
-import { verifyEnrollmentProof, verifyEnrollmentToken } from '@outpost/signing/enrollment';
-import { signEnrollmentToken } from '@outpost/signing/enrollment';
+import { isAppError } from '@outpost/protocol/errors';
+import {
+  signEnrollmentToken,
+  verifyEnrollmentProof,
+  verifyEnrollmentToken,
+} from '@outpost/signing/enrollment';
 import { parsePublicJwk } from '@outpost/signing/keys';
-import { FailureLimiter } from '../auth/failure-limiter.js';
 import type { Principal } from '../auth/access.js';
+import { FailureLimiter } from '../auth/failure-limiter.js';
 import type { IngestConfig } from '../config.js';
 import { RateLimited } from '../errors.js';
 import { CLOCK, type Clock, CONFIG, RANDOM, type Random, REGISTRY_STORE } from '../injection.js';
@@ -72,7 +76,8 @@ export class EnrollmentService {
   async enroll(request: EnrollmentRequest, source: string, endpoints: Endpoints) {
     const now = this.clock.now();
     const retryAfter = this.failures.retryAfter(source, now);
-    if (retryAfter > 0) throw new RateLimited('too many failed enrollments; try again later', retryAfter);
+    if (retryAfter > 0)
+      throw new RateLimited('too many failed enrollments; try again later', retryAfter);
     try {
       const nowS = () => this.clock.now() / 1000;
       const token = await verifyEnrollmentToken(request.token, {
@@ -88,7 +93,12 @@ export class EnrollmentService {
       const jwk = parsePublicJwk(request.publicKey);
       const outcome = await this.store.completeEnrollment(
         token.claims.jti,
-        { kid: proof.kid, alg: proof.alg, jwk: { ...jwk, kid: proof.kid, alg: proof.alg }, addedAt: now },
+        {
+          kid: proof.kid,
+          alg: proof.alg,
+          jwk: { ...jwk, kid: proof.kid, alg: proof.alg },
+          addedAt: now,
+        },
         now,
       );
       if (!outcome.ok) throw new EnrollmentRefused(outcome.reason);
@@ -101,7 +111,9 @@ export class EnrollmentService {
         releaseKeys: [] as unknown[],
       };
     } catch (err) {
-      this.failures.recordFailure(source, now);
+      // Only failed authentication counts: a token already used (409) is an honest race.
+      if (isAppError(err) && err.kind === 'unauthenticated')
+        this.failures.recordFailure(source, now);
       throw err;
     }
   }

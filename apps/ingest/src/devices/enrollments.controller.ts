@@ -1,13 +1,17 @@
 import { Controller, Inject, Post, Req } from '@nestjs/common';
 import { type EnrollmentRequest, enrollmentRequestSchema } from '@outpost/protocol/enrollment';
 import type { FastifyRequest } from 'fastify';
-import { type Principal, Public, Roles } from '../auth/access.js';
 import { CurrentPrincipal } from '../auth/access.guard.js';
+import { type Principal, Public, Roles } from '../auth/access.js';
 import type { IngestConfig } from '../config.js';
 import { ApiDoc } from '../http/openapi.js';
 import { ZBody } from '../http/zod.js';
 import { CONFIG } from '../injection.js';
-import { type CreateEnrollment, createEnrollmentSchema, enrollmentCreatedSchema } from './device-schemas.js';
+import {
+  type CreateEnrollment,
+  createEnrollmentSchema,
+  enrollmentCreatedSchema,
+} from './device-schemas.js';
 import { type Endpoints, EnrollmentService } from './enrollment.service.js';
 
 @Controller('api/v1')
@@ -24,14 +28,18 @@ export class EnrollmentsController {
     body: createEnrollmentSchema,
     response: enrollmentCreatedSchema,
   })
-  create(@ZBody(createEnrollmentSchema) body: CreateEnrollment, @CurrentPrincipal() caller: Principal) {
+  create(
+    @ZBody(createEnrollmentSchema) body: CreateEnrollment,
+    @CurrentPrincipal() caller: Principal,
+  ) {
     return this.enrollment.createToken(body, caller);
   }
 
   @Post('enroll')
   @Public()
   @ApiDoc({
-    summary: 'Enroll a device: enrollment token + public key + proof of possession (PROTOCOL.md §2)',
+    summary:
+      'Enroll a device: enrollment token + public key + proof of possession (PROTOCOL.md §2)',
     body: enrollmentRequestSchema,
   })
   enroll(@ZBody(enrollmentRequestSchema) body: EnrollmentRequest, @Req() request: FastifyRequest) {

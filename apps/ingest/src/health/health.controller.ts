@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { Public } from '../auth/access.js';
 import { StorageUnavailable } from '../errors.js';
 import { ApiDoc } from '../http/openapi.js';
-import { REGISTRY_STORE, METRICS } from '../injection.js';
+import { METRICS, REGISTRY_STORE } from '../injection.js';
 import type { RegistryStore } from '../registry/registry-store.js';
 
 const statusSchema = z.object({ status: z.literal('ok') });

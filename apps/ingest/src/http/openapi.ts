@@ -96,7 +96,9 @@ export function buildOpenApi(controllers: readonly Type[], version: string): Jso
           },
           default: {
             description: 'RFC 9457 problem details',
-            content: { 'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } } },
+            content: {
+              'application/problem+json': { schema: { $ref: '#/components/schemas/Problem' } },
+            },
           },
         },
       };
@@ -107,7 +109,8 @@ export function buildOpenApi(controllers: readonly Type[], version: string): Jso
     info: {
       title: 'Outpost API',
       version,
-      description: 'HTTP API of the Outpost ingestion service. Errors are RFC 9457 problem details.',
+      description:
+        'HTTP API of the Outpost ingestion service. Errors are RFC 9457 problem details.',
     },
     paths,
     components: {

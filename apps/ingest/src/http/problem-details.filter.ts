@@ -41,6 +41,15 @@ const TITLES: Record<number, string> = {
   503: 'Service Unavailable',
 };
 
+/** Errors Nest or Fastify raise before our code runs (unreadable JSON, unknown route…). */
+const HTTP_CODES: Record<number, string> = {
+  400: 'bad_request',
+  404: 'route_not_found',
+  405: 'method_not_allowed',
+  413: 'body_too_large',
+  415: 'unsupported_media_type',
+};
+
 export function problemFor(err: unknown): Problem {
   if (err instanceof AppError) {
     const status = STATUS_BY_KIND[err.kind];
@@ -55,12 +64,13 @@ export function problemFor(err: unknown): Problem {
   }
   if (err instanceof HttpException) {
     const status = err.getStatus();
+    const code = HTTP_CODES[status] ?? `http_${status}`;
     return {
-      type: `urn:outpost:problem:http_${status}`,
+      type: `urn:outpost:problem:${code}`,
       title: TITLES[status] ?? 'Error',
       status,
       detail: status === 404 ? 'no such route' : err.message,
-      code: status === 404 ? 'route_not_found' : `http_${status}`,
+      code,
     };
   }
   // Errors raised by fastify itself (body parsing, size limits, content type).

@@ -1,9 +1,4 @@
-import {
-  Body,
-  type PipeTransform,
-  Query,
-  Param,
-} from '@nestjs/common';
+import { Body, Param, type PipeTransform, Query } from '@nestjs/common';
 import type { z } from 'zod';
 import { InvalidInput } from '../errors.js';
 

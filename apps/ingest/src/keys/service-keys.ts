@@ -1,5 +1,10 @@
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
-import { generateKeyPair, type PublicJwk, parsePrivateJwk, publicJwkOf } from '@outpost/signing/keys';
+import {
+  generateKeyPair,
+  type PublicJwk,
+  parsePrivateJwk,
+  publicJwkOf,
+} from '@outpost/signing/keys';
 import { importSigningKey, type SigningKey } from '@outpost/signing/sign';
 import { CLOCK, type Clock, REGISTRY_STORE } from '../injection.js';
 import type { RegistryStore } from '../registry/registry-store.js';

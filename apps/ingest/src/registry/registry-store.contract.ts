@@ -1,9 +1,5 @@
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import {
-  DeviceExists,
-  type PublicKeyRecord,
-  type RegistryStore,
-} from './registry-store.js';
+import { DeviceExists, type PublicKeyRecord, type RegistryStore } from './registry-store.js';
 
 /**
  * The contract every RegistryStore implementation passes. `make` returns a fresh, migrated
@@ -224,7 +220,11 @@ export function registryStoreContract(
       ]);
       await store.recordReportedState('c2', { v: 1, outbox: { pending: 42 } }, 42, T0 + 60);
       const c1 = await store.getDevice('c1');
-      expect(c1?.connectivity).toEqual({ online: true, lastSeen: T0 + 100, disconnectReason: null });
+      expect(c1?.connectivity).toEqual({
+        online: true,
+        lastSeen: T0 + 100,
+        disconnectReason: null,
+      });
       const c2 = await store.getDevice('c2');
       expect(c2).toMatchObject({
         reportedState: { v: 1, outbox: { pending: 42 } },

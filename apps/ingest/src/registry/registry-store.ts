@@ -1,6 +1,6 @@
 import type { Role } from '@outpost/protocol/claims';
-import type { DeviceKind } from '@outpost/protocol/ids';
 import { AppError } from '@outpost/protocol/errors';
+import type { DeviceKind } from '@outpost/protocol/ids';
 
 /**
  * The registry and the service's own state (tokens, service keys). One port, two

@@ -55,12 +55,14 @@ export class SqliteRegistryStore implements RegistryStore {
     );
     for (const m of SQLITE_MIGRATIONS) {
       if (applied.has(m.version)) continue;
-      this.db.transaction(() => {
-        this.db.exec(m.sql);
-        this.db
-          .prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)')
-          .run(m.version, Date.now());
-      }).immediate();
+      this.db
+        .transaction(() => {
+          this.db.exec(m.sql);
+          this.db
+            .prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)')
+            .run(m.version, Date.now());
+        })
+        .immediate();
     }
   }
 
@@ -81,22 +83,24 @@ export class SqliteRegistryStore implements RegistryStore {
     const insertTag = this.db.prepare(
       'INSERT INTO device_tags (device_id, key, value) VALUES (?, ?, ?)',
     );
-    this.db.transaction(() => {
-      const taken = devices.filter((d) => exists.get(d.id)).map((d) => d.id);
-      if (taken.length > 0) throw new DeviceExists(taken);
-      for (const d of devices) {
-        insert.run(
-          d.id,
-          d.kind,
-          d.name ?? null,
-          d.gateway ?? null,
-          d.policy?.payloadSigning ?? 'required',
-          now,
-          now,
-        );
-        for (const [k, v] of Object.entries(d.tags ?? {})) insertTag.run(d.id, k, v);
-      }
-    }).immediate();
+    this.db
+      .transaction(() => {
+        const taken = devices.filter((d) => exists.get(d.id)).map((d) => d.id);
+        if (taken.length > 0) throw new DeviceExists(taken);
+        for (const d of devices) {
+          insert.run(
+            d.id,
+            d.kind,
+            d.name ?? null,
+            d.gateway ?? null,
+            d.policy?.payloadSigning ?? 'required',
+            now,
+            now,
+          );
+          for (const [k, v] of Object.entries(d.tags ?? {})) insertTag.run(d.id, k, v);
+        }
+      })
+      .immediate();
   }
 
   async getDevice(id: string): Promise<DeviceRecord | null> {
@@ -336,7 +340,9 @@ export class SqliteRegistryStore implements RegistryStore {
   }
 
   async getApiToken(id: string): Promise<ApiTokenRecord | null> {
-    const row = this.db.prepare<[string], TokenRow>('SELECT * FROM api_tokens WHERE id = ?').get(id);
+    const row = this.db
+      .prepare<[string], TokenRow>('SELECT * FROM api_tokens WHERE id = ?')
+      .get(id);
     return row ? tokenFromRow(row) : null;
   }
 

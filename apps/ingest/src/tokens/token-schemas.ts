@@ -28,4 +28,8 @@ export const tokenViewSchema = z.object({
   lastUsedAt: z.number().int().nullable(),
 });
 export const issuedTokenSchema = tokenViewSchema.extend({ token: z.string() });
-export const tokenIdSchema = z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/);
+export const tokenIdSchema = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_-]+$/);

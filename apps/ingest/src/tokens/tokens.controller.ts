@@ -1,7 +1,7 @@
 import { Controller, Delete, Get, Post } from '@nestjs/common';
 import { z } from 'zod';
-import { type Principal, Roles } from '../auth/access.js';
 import { CurrentPrincipal } from '../auth/access.guard.js';
+import { type Principal, Roles } from '../auth/access.js';
 import { ApiDoc } from '../http/openapi.js';
 import { ZBody, ZParam } from '../http/zod.js';
 import {
@@ -19,7 +19,11 @@ export class TokensController {
   constructor(private readonly tokens: TokensService) {}
 
   @Post()
-  @ApiDoc({ summary: 'Issue an API token (shown once)', body: createTokenSchema, response: issuedTokenSchema })
+  @ApiDoc({
+    summary: 'Issue an API token (shown once)',
+    body: createTokenSchema,
+    response: issuedTokenSchema,
+  })
   issue(@ZBody(createTokenSchema) body: CreateToken, @CurrentPrincipal() caller: Principal) {
     return this.tokens.issue(body, caller.tokenId);
   }

@@ -3,14 +3,21 @@ import { mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Inject, Injectable, type OnApplicationBootstrap } from '@nestjs/common';
 import { MAX_TOKEN_BYTES } from '@outpost/protocol/limits';
-import { verifyApiToken } from '@outpost/signing/api-token';
-import { signApiToken } from '@outpost/signing/api-token';
+import { signApiToken, verifyApiToken } from '@outpost/signing/api-token';
 import type { Logger } from 'pino';
 import type { Principal } from '../auth/access.js';
 import { FailureLimiter } from '../auth/failure-limiter.js';
 import type { IngestConfig } from '../config.js';
 import { NotFound, RateLimited, Unauthenticated } from '../errors.js';
-import { CLOCK, type Clock, CONFIG, LOGGER, RANDOM, type Random, REGISTRY_STORE } from '../injection.js';
+import {
+  CLOCK,
+  type Clock,
+  CONFIG,
+  LOGGER,
+  RANDOM,
+  type Random,
+  REGISTRY_STORE,
+} from '../injection.js';
 import { SERVICE_ISSUER, ServiceKeys } from '../keys/service-keys.js';
 import { RegistryEvents } from '../registry/registry-events.js';
 import type { ApiTokenRecord, RegistryStore } from '../registry/registry-store.js';
@@ -146,9 +153,14 @@ export class TokensService implements OnApplicationBootstrap {
 
   private async check(authorization: string | undefined, now: number): Promise<Principal> {
     const match = /^Bearer ([\x21-\x7e]+)$/.exec(authorization ?? '');
-    if (!match) throw new Unauthenticated('token_missing', 'an API token is required (Authorization: Bearer …)');
+    if (!match)
+      throw new Unauthenticated(
+        'token_missing',
+        'an API token is required (Authorization: Bearer …)',
+      );
     const token = match[1]!;
-    if (token.length > MAX_TOKEN_BYTES) throw new Unauthenticated('token_invalid', 'the API token is not valid');
+    if (token.length > MAX_TOKEN_BYTES)
+      throw new Unauthenticated('token_invalid', 'the API token is not valid');
     let id = BOOTSTRAP_ID;
     if (token.split('.').length === 3) {
       const verified = await verifyApiToken(token, {
@@ -165,7 +177,8 @@ export class TokensService implements OnApplicationBootstrap {
     const stored = record ? Buffer.from(record.hash, 'hex') : Buffer.alloc(32);
     const equal = stored.length === 32 && timingSafeEqual(stored, presented);
     if (!record || !equal) throw new Unauthenticated('token_invalid', 'the API token is not valid');
-    if (record.revokedAt !== null) throw new Unauthenticated('token_revoked', 'the API token was revoked');
+    if (record.revokedAt !== null)
+      throw new Unauthenticated('token_revoked', 'the API token was revoked');
     if (record.expiresAt !== null && record.expiresAt <= now) {
       throw new Unauthenticated('token_expired', 'the API token has expired');
     }
