@@ -358,7 +358,7 @@ describe('ingest HTTP API (real app, SQLite)', () => {
     const p1 = await admin('GET', '/api/v1/devices?limit=2');
     expect(p1.body.items).toHaveLength(2);
     const p2 = await admin('GET', `/api/v1/devices?limit=2&after=${p1.body.next}`);
-    expect(p2.body.items![0]!.id > (p1.body.items![1]!.id as string)).toBe(true);
+    expect((p2.body.items![0]!.id as string) > (p1.body.items![1]!.id as string)).toBe(true);
 
     const patched = await admin('PATCH', '/api/v1/devices/boiler-7', {
       name: 'Boiler seven',

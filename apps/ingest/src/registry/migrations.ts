@@ -84,7 +84,8 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
     name: 'registry',
     sql: `
       CREATE TABLE devices (
-        id TEXT PRIMARY KEY,
+        -- Byte order, like SQLite, so paging by id is the same on both and uses the index.
+        id TEXT COLLATE "C" PRIMARY KEY,
         kind TEXT NOT NULL CHECK (kind IN ('device', 'gateway')),
         name TEXT,
         gateway TEXT,
