@@ -18,3 +18,24 @@ export const MAX_STRING_VALUE_LENGTH = 1024;
 export const MAX_TAGS = 32;
 export const MAX_TAG_KEY_LENGTH = 64;
 export const MAX_TAG_VALUE_LENGTH = 128;
+/** Longest MQTT topic the broker looks at; every PROTOCOL.md §4 topic is far shorter. */
+export const MAX_TOPIC_LENGTH = 256;
+/** Longest SenML `bn`, `n` and resolved name (RFC 8428 §4.5.1 leaves it open). */
+export const MAX_SENML_NAME_LENGTH = 256;
+/** Longest SenML unit (`u`, `bu`); registered units are a few characters. */
+export const MAX_SENML_UNIT_LENGTH = 32;
+/** Largest free-text field in a state report, event or command (log lines, details). */
+export const MAX_TEXT_LENGTH = 1024;
+/** Largest number of trusted release keys a device holds. */
+export const MAX_RELEASE_KEYS = 16;
+/** Largest firmware image a manifest may announce. */
+export const MAX_FIRMWARE_BYTES = 2 * 1024 * 1024 * 1024;
+/** Largest number of hardware ids one manifest may list. */
+export const MAX_MANIFEST_HARDWARE = 32;
+/** Largest number of firmware components and serial ports in a state report. */
+export const MAX_STATE_COMPONENTS = 32;
+export const MAX_STATE_PORTS = 64;
+/** Longest URL in a command (`ota.offer`). */
+export const MAX_URL_LENGTH = 2048;
+/** Longest version string (semver or a reported firmware version). */
+export const MAX_VERSION_LENGTH = 128;
