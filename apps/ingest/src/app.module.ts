@@ -2,6 +2,8 @@ import { type DynamicModule, Module, type Type } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import { AccessGuard } from './auth/access.guard.js';
+import { DeviceTokens } from './auth/device-tokens.js';
+import { Broker } from './broker/broker.js';
 import { type CoreDeps, CoreModule } from './core.module.js';
 import { DevicesController } from './devices/devices.controller.js';
 import { DevicesService } from './devices/devices.service.js';
@@ -10,6 +12,12 @@ import { EnrollmentsController } from './devices/enrollments.controller.js';
 import { HealthController } from './health/health.controller.js';
 import { DocsController, OPENAPI_DOCUMENT } from './http/docs.controller.js';
 import { buildOpenApi } from './http/openapi.js';
+import { LiveEvents } from './stream/live-events.js';
+import { StreamController } from './stream/stream.controller.js';
+import { TelemetryController } from './telemetry/telemetry.controller.js';
+import { TELEMETRY_OUTBOX, TelemetryService } from './telemetry/telemetry.service.js';
+import { TelemetryPipeline } from './telemetry/telemetry-pipeline.js';
+import { TELEMETRY_STORE } from './telemetry/telemetry-store.js';
 import { TokensController } from './tokens/tokens.controller.js';
 import { TokensService } from './tokens/tokens.service.js';
 
@@ -20,6 +28,8 @@ export const CONTROLLERS: Type[] = [
   HealthController,
   EnrollmentsController,
   DevicesController,
+  TelemetryController,
+  StreamController,
   TokensController,
   DocsController,
 ];
@@ -47,8 +57,23 @@ export class AppModule {
         { provide: OPENAPI_DOCUMENT, useFactory: () => buildOpenApi(CONTROLLERS, VERSION) },
         { provide: APP_GUARD, useClass: AccessGuard },
         TokensService,
+        DeviceTokens,
         DevicesService,
         EnrollmentService,
+        LiveEvents,
+        TelemetryPipeline,
+        {
+          provide: TELEMETRY_STORE,
+          useFactory: (p: TelemetryPipeline) => p.store,
+          inject: [TelemetryPipeline],
+        },
+        {
+          provide: TELEMETRY_OUTBOX,
+          useFactory: (p: TelemetryPipeline) => p.outbox,
+          inject: [TelemetryPipeline],
+        },
+        TelemetryService,
+        Broker,
       ],
     };
   }

@@ -43,6 +43,12 @@ export async function createApp(
     { parseAs: 'string', bodyLimit: deps.config.limits.importMaxBytes },
     (_req, body, done) => done(null, body),
   );
+  // Telemetry over HTTP (PROTOCOL.md §5): the body is kept as bytes for the JWS check.
+  fastify.addContentTypeParser(
+    ['application/jose', 'application/senml+json'],
+    { parseAs: 'buffer', bodyLimit: deps.config.limits.maxMessageBytes },
+    (_req, body, done) => done(null, body),
+  );
   app.enableShutdownHooks();
   return app;
 }

@@ -64,12 +64,35 @@ const envSchema = z.object({
   /** Largest accepted bulk import body. */
   INGEST_IMPORT_MAX_BYTES: positiveInt.default(16 * 1024 * 1024),
   INGEST_IMPORT_MAX_ROWS: positiveInt.default(100_000),
+  /** PEM files for MQTT over TLS; unset = a self-signed certificate made in the data dir. */
+  INGEST_MQTT_TLS_CERT: optionalString,
+  INGEST_MQTT_TLS_KEY: optionalString,
+  /** Refused messages per device per minute before its session is closed (PROTOCOL.md §9). */
+  INGEST_MQTT_MAX_REFUSALS_PER_MINUTE: positiveInt.default(10),
+  /** Client-id takeovers per minute before new connections of that id are refused for a while. */
+  INGEST_MQTT_MAX_TAKEOVERS_PER_MINUTE: positiveInt.default(6),
+  /** How often connectivity (online, last seen) is written to the registry. */
+  INGEST_CONNECTIVITY_FLUSH_MS: positiveInt.default(1000),
+  /** Largest backlog of accepted points awaiting storage before new batches are not acked. */
+  INGEST_OUTBOX_MAX_POINTS: positiveInt.default(50_000_000),
+  /** Group-commit window of the durable telemetry outbox. */
+  INGEST_OUTBOX_GROUP_COMMIT_MS: z.coerce.number().int().min(0).max(100).default(2),
 });
 
 export type IngestConfig = Readonly<{
   dataDir: string;
   http: Readonly<{ host: string; port: number; publicUrl: string | undefined }>;
-  mqtt: Readonly<{ port: number; tlsPort: number; publicHost: string | undefined }>;
+  mqtt: Readonly<{
+    port: number;
+    tlsPort: number;
+    publicHost: string | undefined;
+    tlsCertFile: string | undefined;
+    tlsKeyFile: string | undefined;
+    maxRefusalsPerMinute: number;
+    maxTakeoversPerMinute: number;
+    connectivityFlushMs: number;
+  }>;
+  outbox: Readonly<{ maxPoints: number; groupCommitMs: number }>;
   bootstrapToken: string | undefined;
   influx:
     | Readonly<{
@@ -112,6 +135,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.INGEST_INFLUX_URL && e.INGEST_INFLUX_API === 'v1' && !e.INGEST_INFLUX_DATABASE) {
     problems.push('INGEST_INFLUX_DATABASE: required when INGEST_INFLUX_API=v1');
   }
+  if (Boolean(e.INGEST_MQTT_TLS_CERT) !== Boolean(e.INGEST_MQTT_TLS_KEY)) {
+    problems.push('INGEST_MQTT_TLS_CERT / INGEST_MQTT_TLS_KEY: set both or neither');
+  }
   if (problems.length > 0) throw new ConfigInvalid(problems);
 
   return deepFreeze({
@@ -121,6 +147,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       port: e.INGEST_MQTT_PORT,
       tlsPort: e.INGEST_MQTTS_PORT,
       publicHost: e.INGEST_MQTT_PUBLIC_HOST,
+      tlsCertFile: e.INGEST_MQTT_TLS_CERT,
+      tlsKeyFile: e.INGEST_MQTT_TLS_KEY,
+      maxRefusalsPerMinute: e.INGEST_MQTT_MAX_REFUSALS_PER_MINUTE,
+      maxTakeoversPerMinute: e.INGEST_MQTT_MAX_TAKEOVERS_PER_MINUTE,
+      connectivityFlushMs: e.INGEST_CONNECTIVITY_FLUSH_MS,
+    },
+    outbox: {
+      maxPoints: e.INGEST_OUTBOX_MAX_POINTS,
+      groupCommitMs: e.INGEST_OUTBOX_GROUP_COMMIT_MS,
     },
     bootstrapToken: e.INGEST_BOOTSTRAP_TOKEN,
     influx: e.INGEST_INFLUX_URL

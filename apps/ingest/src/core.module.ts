@@ -38,6 +38,7 @@ export const systemClock: Clock = { now: () => Date.now() };
 export const systemRandom: Random = {
   uuid: () => randomUUID(),
   token: (n) => randomBytes(n).toString('base64url'),
+  unit: () => Math.random(),
 };
 
 async function openRegistry(config: IngestConfig): Promise<RegistryStore> {

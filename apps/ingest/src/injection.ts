@@ -16,4 +16,6 @@ export interface Random {
   uuid(): string;
   /** base64url of `n` random bytes. */
   token(n: number): string;
+  /** Uniform in [0, 1): jitter. */
+  unit(): number;
 }

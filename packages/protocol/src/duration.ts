@@ -21,7 +21,10 @@ export const durationSchema = z
   .transform((value, ctx) => {
     const ms = typeof value === 'number' ? value * 1000 : parseDuration(value);
     if (ms === undefined) {
-      ctx.addIssue({ code: 'custom', message: 'expected a duration such as 500ms, 30s, 10m, 2h or 7d' });
+      ctx.addIssue({
+        code: 'custom',
+        message: 'expected a duration such as 500ms, 30s, 10m, 2h or 7d',
+      });
       return z.NEVER;
     }
     return ms;

@@ -5,7 +5,10 @@ import type { Role } from '@outpost/protocol/claims';
  * Every route declares who may call it; the guard refuses routes that declare nothing
  * (fail closed).
  */
-export type AccessPolicy = { type: 'public' } | { type: 'api'; roles: readonly Role[] };
+export type AccessPolicy =
+  | { type: 'public' }
+  | { type: 'api'; roles: readonly Role[] }
+  | { type: 'device' };
 
 export const ACCESS_METADATA = 'outpost:access';
 
@@ -14,6 +17,10 @@ export const Roles = (...roles: Role[]) =>
   SetMetadata(ACCESS_METADATA, { type: 'api', roles } satisfies AccessPolicy);
 /** Callable without credentials (health, docs, enrollment, which carries its own token). */
 export const Public = () => SetMetadata(ACCESS_METADATA, { type: 'public' } satisfies AccessPolicy);
+
+/** Callable by a device with its device JWT (PROTOCOL.md §5 HTTP ingest). */
+export const DeviceAccess = () =>
+  SetMetadata(ACCESS_METADATA, { type: 'device' } satisfies AccessPolicy);
 
 /** SURFACES.md: viewer ⊂ operator, technician, firmware ⊂ admin. */
 export function hasRole(granted: readonly Role[], required: Role): boolean {

@@ -86,7 +86,9 @@ export function buildOpenApi(controllers: readonly Type[], version: string): Jso
         ...(Object.keys(content).length > 0 ? { requestBody: { required: true, content } } : {}),
         ...(access?.type === 'api'
           ? { security: [{ apiToken: [] }], 'x-roles': access.roles }
-          : { security: [] }),
+          : access?.type === 'device'
+            ? { security: [{ deviceJwt: [] }] }
+            : { security: [] }),
         responses: {
           [String(doc.responseStatus ?? (method === 'post' ? 201 : 200))]: {
             description: 'success',
@@ -116,6 +118,7 @@ export function buildOpenApi(controllers: readonly Type[], version: string): Jso
     components: {
       securitySchemes: {
         apiToken: { type: 'http', scheme: 'bearer', bearerFormat: 'outpost-api+jwt' },
+        deviceJwt: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
       },
       schemas: {
         Problem: {

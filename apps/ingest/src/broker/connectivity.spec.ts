@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { ConnectivityTracker, WindowCounter } from './connectivity.js';
+
+describe('ConnectivityTracker', () => {
+  it('batches updates: one per device, last seen is the latest activity', () => {
+    const t = new ConnectivityTracker();
+    t.connected('a', 1000);
+    t.seen('a', 1500);
+    t.seen('a', 1200);
+    t.connected('b', 1000);
+    t.disconnected('b', 'keepalive', 1800);
+    expect(t.take()).toEqual([
+      { deviceId: 'a', online: true, lastSeen: 1500, disconnectReason: null },
+      { deviceId: 'b', online: false, lastSeen: 1800, disconnectReason: 'keepalive' },
+    ]);
+    expect(t.take()).toEqual([]);
+    t.seen('a', 2000);
+    t.seen('b', 2000);
+    expect(t.take()).toEqual([
+      { deviceId: 'a', online: true, lastSeen: 2000, disconnectReason: null },
+    ]);
+    expect(t.onlineCount).toBe(1);
+  });
+});
+
+describe('WindowCounter', () => {
+  it('counts within the window only', () => {
+    const c = new WindowCounter(60_000);
+    expect(c.add('x', 0)).toBe(1);
+    expect(c.add('x', 30_000)).toBe(2);
+    expect(c.add('x', 60_001)).toBe(2);
+    expect(c.count('x', 200_000)).toBe(0);
+  });
+});

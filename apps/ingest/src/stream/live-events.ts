@@ -1,0 +1,22 @@
+import { EventEmitter } from 'node:events';
+import { Injectable } from '@nestjs/common';
+import type { TelemetryPoint } from '../telemetry/telemetry-store.js';
+
+/**
+ * What happens now, in process: accepted readings and device status changes. The SSE
+ * stream and the alert engine listen. Readings are emitted once a batch is durably
+ * accepted, never for duplicates or refusals.
+ */
+export interface LiveEventMap {
+  readings: [{ publisher: string; points: readonly TelemetryPoint[] }];
+  status: [{ deviceId: string; online: boolean; reason: string | null; at: number }];
+}
+
+@Injectable()
+export class LiveEvents extends EventEmitter<LiveEventMap> {
+  constructor() {
+    super();
+    // One listener per SSE client; each is bounded by its own buffer.
+    this.setMaxListeners(0);
+  }
+}

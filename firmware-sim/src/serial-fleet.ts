@@ -1,0 +1,96 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type FleetStats, summarize } from './device.js';
+import type { Scenario } from './scenario.js';
+import { SerialDevice, type SerialDeviceEvent } from './serial-device.js';
+import { SocatPty } from './socat-pty.js';
+
+export interface SerialFleetOptions {
+  /** Where pty links are made for devices with `pty: true`. */
+  ptyDir: string;
+  socat?: string;
+  now?: () => number;
+  onEvent?: (deviceId: string, event: SerialDeviceEvent) => void;
+}
+
+export interface SerialFleet {
+  readonly devices: readonly SerialDevice[];
+  /** Per device id: the path the application (the edge agent) opens. */
+  readonly appPaths: Readonly<Record<string, string>>;
+  stats(): FleetStats;
+  /** Stops the devices (waiting for writes in flight), then their pty pairs. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Runs a scenario's serial devices and injects its faults on schedule. */
+export async function startSerialFleet(
+  scenario: Scenario,
+  options: SerialFleetOptions,
+): Promise<SerialFleet> {
+  const now = options.now ?? Date.now;
+  const ptys: SocatPty[] = [];
+  const devices: SerialDevice[] = [];
+  const appPaths: Record<string, string> = {};
+  const timers: NodeJS.Timeout[] = [];
+  let stopping: Promise<void> | undefined;
+
+  const stop = (): Promise<void> => {
+    stopping ??= (async () => {
+      for (const timer of timers) clearTimeout(timer);
+      await Promise.all(devices.map((d) => d.stop()));
+      // socat has read the last bytes (the devices drained); give it a moment to write them.
+      if (ptys.length > 0) await sleep(50);
+      await Promise.all(ptys.map((p) => p.stop()));
+    })();
+    return stopping;
+  };
+
+  try {
+    for (const config of scenario.devices) {
+      let path: string;
+      let pty: SocatPty | undefined;
+      if (config.link.kind === 'pty') {
+        pty = await SocatPty.start(options.ptyDir, config.id, options.socat);
+        ptys.push(pty);
+        path = pty.devicePath;
+        appPaths[config.id] = pty.appPath;
+      } else {
+        path = config.link.path;
+      }
+      const device = new SerialDevice(config, {
+        path,
+        now,
+        ...(pty === undefined ? {} : { link: pty }),
+        ...(options.onEvent === undefined
+          ? {}
+          : { onEvent: (event: SerialDeviceEvent) => options.onEvent?.(config.id, event) }),
+      });
+      devices.push(device);
+    }
+    await Promise.all(devices.map((d) => d.start()));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+
+  const startedAt = now();
+  const byId = new Map(devices.map((d) => [d.id, d]));
+  for (const scheduled of scenario.faults) {
+    timers.push(
+      setTimeout(() => {
+        for (const id of scheduled.devices) byId.get(id)?.inject(scheduled.fault);
+      }, scheduled.atMs),
+    );
+  }
+
+  return {
+    devices,
+    appPaths,
+    stats: () =>
+      summarize(
+        scenario.name,
+        now() - startedAt,
+        devices.map((d) => d.stats()),
+      ),
+    stop,
+  };
+}
