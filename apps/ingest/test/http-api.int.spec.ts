@@ -133,7 +133,10 @@ describe('ingest HTTP API (real app, SQLite)', () => {
 
   it('refuses every protected route without a token (401) and with too small a role (403)', async () => {
     const doc = (await client(h)('GET', '/api/docs/openapi.json')).body as {
-      paths: Record<string, Record<string, { security: unknown[]; 'x-roles'?: string[] }>>;
+      paths: Record<
+        string,
+        Record<string, { security: Record<string, unknown>[]; 'x-roles'?: string[] }>
+      >;
     };
     const viewer = (await admin('POST', '/api/v1/tokens', { name: 'v', roles: ['viewer'] })).body
       .token as string;
@@ -146,6 +149,16 @@ describe('ingest HTTP API (real app, SQLite)', () => {
         const anon = await client(h)(method.toUpperCase(), concrete);
         expect(anon.status, `${method} ${path}`).toBe(401);
         expect(anon.headers.get('content-type')).toContain('application/problem+json');
+        // Device routes take a device JWT: an API token is no credential there at all.
+        if (op.security.some((s) => 'deviceJwt' in s)) {
+          const res = await client(h, viewer)(
+            method.toUpperCase(),
+            concrete,
+            method === 'get' ? undefined : {},
+          );
+          expect(res.status, `${method} ${path} with an API token`).toBe(401);
+          continue;
+        }
         if (!op['x-roles']?.includes('viewer')) {
           const res = await client(h, viewer)(
             method.toUpperCase(),
