@@ -77,6 +77,28 @@ const envSchema = z.object({
   INGEST_OUTBOX_MAX_POINTS: positiveInt.default(50_000_000),
   /** Group-commit window of the durable telemetry outbox. */
   INGEST_OUTBOX_GROUP_COMMIT_MS: z.coerce.number().int().min(0).max(100).default(2),
+
+  /** Alert timers (`for`, `clearFor`, offline rules) and the webhook queue are checked this often. */
+  INGEST_ALERT_TICK_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
+  /** Readings waiting for alert evaluation; beyond it the oldest of a rule and device are dropped. */
+  INGEST_ALERT_QUEUE_MAX: positiveInt.default(100_000),
+  /** Rule and device pairs evaluated at once. */
+  INGEST_ALERT_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+  /** How often rules and offline scopes are re-read (changes made by other replicas). */
+  INGEST_ALERT_RULES_REFRESH_MS: positiveInt.default(10_000),
+  /** How long a cached alert state is trusted before its version is checked in the store. */
+  INGEST_ALERT_STATE_CACHE_MS: z.coerce.number().int().min(0).default(1000),
+  INGEST_ALERT_MAX_RULES: positiveInt.default(1000),
+  /** One webhook attempt's time limit. */
+  INGEST_ALERT_WEBHOOK_TIMEOUT_MS: positiveInt.default(5000),
+  /** Attempts before a webhook notification becomes a dead letter. */
+  INGEST_ALERT_WEBHOOK_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(12),
+  /** First retry delay; doubled per attempt, with jitter, up to the maximum. */
+  INGEST_ALERT_WEBHOOK_BACKOFF_MS: positiveInt.default(1000),
+  INGEST_ALERT_WEBHOOK_MAX_BACKOFF_MS: positiveInt.default(600_000),
+  INGEST_ALERT_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+  /** Delivered notifications are kept this long (dead letters until retried). */
+  INGEST_ALERT_DELIVERED_RETENTION_S: positiveInt.default(7 * 86_400),
 });
 
 export type IngestConfig = Readonly<{
@@ -93,6 +115,22 @@ export type IngestConfig = Readonly<{
     connectivityFlushMs: number;
   }>;
   outbox: Readonly<{ maxPoints: number; groupCommitMs: number }>;
+  alerts: Readonly<{
+    tickMs: number;
+    queueMax: number;
+    concurrency: number;
+    rulesRefreshMs: number;
+    stateCacheMs: number;
+    maxRules: number;
+    webhook: Readonly<{
+      timeoutMs: number;
+      maxAttempts: number;
+      backoffMs: number;
+      maxBackoffMs: number;
+      concurrency: number;
+      retentionMs: number;
+    }>;
+  }>;
   bootstrapToken: string | undefined;
   influx:
     | Readonly<{
@@ -156,6 +194,22 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     outbox: {
       maxPoints: e.INGEST_OUTBOX_MAX_POINTS,
       groupCommitMs: e.INGEST_OUTBOX_GROUP_COMMIT_MS,
+    },
+    alerts: {
+      tickMs: e.INGEST_ALERT_TICK_MS,
+      queueMax: e.INGEST_ALERT_QUEUE_MAX,
+      concurrency: e.INGEST_ALERT_CONCURRENCY,
+      rulesRefreshMs: e.INGEST_ALERT_RULES_REFRESH_MS,
+      stateCacheMs: e.INGEST_ALERT_STATE_CACHE_MS,
+      maxRules: e.INGEST_ALERT_MAX_RULES,
+      webhook: {
+        timeoutMs: e.INGEST_ALERT_WEBHOOK_TIMEOUT_MS,
+        maxAttempts: e.INGEST_ALERT_WEBHOOK_MAX_ATTEMPTS,
+        backoffMs: e.INGEST_ALERT_WEBHOOK_BACKOFF_MS,
+        maxBackoffMs: e.INGEST_ALERT_WEBHOOK_MAX_BACKOFF_MS,
+        concurrency: e.INGEST_ALERT_WEBHOOK_CONCURRENCY,
+        retentionMs: e.INGEST_ALERT_DELIVERED_RETENTION_S * 1000,
+      },
     },
     bootstrapToken: e.INGEST_BOOTSTRAP_TOKEN,
     influx: e.INGEST_INFLUX_URL

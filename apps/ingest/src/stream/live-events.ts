@@ -1,15 +1,17 @@
 import { EventEmitter } from 'node:events';
 import { Injectable } from '@nestjs/common';
+import type { AlertMessage } from '../alerts/notification.js';
 import type { TelemetryPoint } from '../telemetry/telemetry-store.js';
 
 /**
- * What happens now, in process: accepted readings and device status changes. The SSE
- * stream and the alert engine listen. Readings are emitted once a batch is durably
- * accepted, never for duplicates or refusals.
+ * What happens now, in process: accepted readings, device status changes and alert
+ * transitions. The SSE stream and the alert engine listen. Readings are emitted once a batch
+ * is durably accepted, never for duplicates or refusals; alert transitions once committed.
  */
 export interface LiveEventMap {
   readings: [{ publisher: string; points: readonly TelemetryPoint[] }];
   status: [{ deviceId: string; online: boolean; reason: string | null; at: number }];
+  alerts: [AlertMessage];
 }
 
 @Injectable()

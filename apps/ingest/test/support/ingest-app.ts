@@ -68,9 +68,27 @@ export async function startInProcess(
   await app.listen({ port: 0, host: '127.0.0.1' });
   const address = app.getHttpServer().address() as { port: number };
   const url = `http://127.0.0.1:${address.port}`;
-  const api: ApiClient = async (method, path, body, init = {}) => {
+  const api = apiClient(url, ADMIN);
+  return {
+    app,
+    url,
+    mqttPort,
+    dataDir,
+    clock,
+    broker: app.get(Broker),
+    api,
+    close: async () => {
+      await app.close();
+      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A JSON client for the API at `url`, authenticated with `adminToken` unless told otherwise. */
+export function apiClient(url: string, adminToken: string): ApiClient {
+  return async (method, path, body, init = {}) => {
     const headers: Record<string, string> = {};
-    const token = init.token === undefined ? ADMIN : init.token;
+    const token = init.token === undefined ? adminToken : init.token;
     if (token) headers.authorization = `Bearer ${token}`;
     if (body !== undefined) headers['content-type'] = init.contentType ?? 'application/json';
     const res = await fetch(`${url}${path}`, {
@@ -89,24 +107,11 @@ export async function startInProcess(
     }
     return { status: res.status, body: parsed, headers: res.headers };
   };
-  return {
-    app,
-    url,
-    mqttPort,
-    dataDir,
-    clock,
-    broker: app.get(Broker),
-    api,
-    close: async () => {
-      await app.close();
-      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
 }
 
 /** Enrolls a device through the real API with a fresh key pair. */
 export async function enrollDevice(
-  ingest: InProcessIngest,
+  ingest: { api: ApiClient; clock: { now(): number } },
   deviceId: string,
   extra: {
     kind?: 'device' | 'gateway';
