@@ -1,6 +1,7 @@
 import { roleSchema, SIGNING_ALGORITHMS } from '@outpost/protocol/claims';
 import { deviceIdSchema, deviceKindSchema } from '@outpost/protocol/ids';
-import { MAX_TAG_KEY_LENGTH, MAX_TAG_VALUE_LENGTH, MAX_TAGS } from '@outpost/protocol/limits';
+import { MAX_TAGS } from '@outpost/protocol/limits';
+import { nameSchema, tagKeySchema, tagPairSchema, tagValueSchema } from '@outpost/protocol/tags';
 import { InvalidArgumentError } from 'commander';
 import { z } from 'zod';
 import { DURATION_HINT, formatDuration, parseDurationSeconds } from './duration.js';
@@ -11,38 +12,9 @@ import { UsageError } from './errors.js';
  * a usage error (exit code 2) naming the rule, raised before any request is made.
  */
 
-const noControl = /^[^\p{Cc}]*$/u;
-
-export const tagKeySchema = z
-  .string()
-  .regex(
-    new RegExp(`^[A-Za-z0-9_.-]{1,${MAX_TAG_KEY_LENGTH}}$`),
-    `tag keys match ^[A-Za-z0-9_.-]{1,${MAX_TAG_KEY_LENGTH}}$`,
-  );
-export const tagValueSchema = z
-  .string()
-  .max(MAX_TAG_VALUE_LENGTH, `tag values are at most ${MAX_TAG_VALUE_LENGTH} characters`)
-  .regex(noControl, 'tag values may not contain control characters');
-
-/** `k=v`; the value may be empty and may contain `=`. */
-export const tagPairSchema = z
-  .string()
-  .transform((s, ctx) => {
-    const i = s.indexOf('=');
-    if (i <= 0) {
-      ctx.addIssue({ code: 'custom', message: 'expected key=value' });
-      return z.NEVER;
-    }
-    return [s.slice(0, i), s.slice(i + 1)] as const;
-  })
-  .pipe(z.tuple([tagKeySchema, tagValueSchema]));
 export type TagPair = readonly [string, string];
+export { nameSchema, tagKeySchema, tagPairSchema, tagValueSchema };
 
-export const nameSchema = z
-  .string()
-  .min(1, 'a name may not be empty')
-  .max(128, 'names are at most 128 characters')
-  .regex(noControl, 'names may not contain control characters');
 export const tokenNameSchema = nameSchema.max(64, 'token names are at most 64 characters');
 export const searchSchema = z
   .string()

@@ -1,8 +1,9 @@
 import { deviceIdSchema, deviceKindSchema } from '@outpost/protocol/ids';
+import { tagsSchema } from '@outpost/protocol/tags';
 import { parse as parseCsv } from 'csv-parse/sync';
 import { z } from 'zod';
 import type { NewDevice } from '../registry/registry-store.js';
-import { deviceNameSchema, policySchema, tagsSchema } from './device-schemas.js';
+import { deviceNameSchema, policySchema } from './device-schemas.js';
 
 /**
  * Bulk import, validated whole before anything is written. Pure: parsing and checks only;

@@ -1,57 +1,15 @@
 import { deviceIdSchema, deviceKindSchema } from '@outpost/protocol/ids';
-import { MAX_TAG_KEY_LENGTH, MAX_TAG_VALUE_LENGTH, MAX_TAGS } from '@outpost/protocol/limits';
+import { MAX_TAGS } from '@outpost/protocol/limits';
+import { nameSchema, tagPairSchema, tagsSchema } from '@outpost/protocol/tags';
 import { z } from 'zod';
 
 /** HTTP request and response shapes of the device registry, built on the protocol schemas. */
 
-export const tagKeySchema = z
-  .string()
-  .regex(
-    new RegExp(`^[A-Za-z0-9_.-]{1,${MAX_TAG_KEY_LENGTH}}$`),
-    `tag keys match ^[A-Za-z0-9_.-]{1,${MAX_TAG_KEY_LENGTH}}$`,
-  );
-// Printable text without control characters.
-export const tagValueSchema = z
-  .string()
-  .max(MAX_TAG_VALUE_LENGTH)
-  .regex(/^[^\p{Cc}]*$/u, 'tag values may not contain control characters');
-export const tagsSchema = z.record(z.string(), tagValueSchema).superRefine((tags, ctx) => {
-  const keys = Object.keys(tags);
-  if (keys.length > MAX_TAGS) ctx.addIssue({ code: 'custom', message: `at most ${MAX_TAGS} tags` });
-  for (const key of keys) {
-    if (!tagKeySchema.safeParse(key).success) {
-      ctx.addIssue({
-        code: 'custom',
-        path: [key],
-        message: `tag keys match ^[A-Za-z0-9_.-]{1,${MAX_TAG_KEY_LENGTH}}$`,
-      });
-    }
-  }
-});
-
-export const deviceNameSchema = z
-  .string()
-  .min(1)
-  .max(128)
-  .regex(/^[^\p{Cc}]*$/u, 'names may not contain control characters');
+export const deviceNameSchema = nameSchema;
 
 export const policySchema = z.strictObject({
   payloadSigning: z.enum(['required', 'optional']),
 });
-
-/** `k=v` as used by `--tag` flags and `?tag=` query parameters. */
-export const tagPairSchema = z
-  .string()
-  .max(MAX_TAG_KEY_LENGTH + MAX_TAG_VALUE_LENGTH + 1)
-  .transform((s, ctx) => {
-    const i = s.indexOf('=');
-    if (i <= 0) {
-      ctx.addIssue({ code: 'custom', message: 'expected key=value' });
-      return z.NEVER;
-    }
-    return [s.slice(0, i), s.slice(i + 1)] as const;
-  })
-  .pipe(z.tuple([tagKeySchema, tagValueSchema]));
 
 /** A query parameter given once (a string) or repeated (an array). */
 const oneOrMany = <T extends z.ZodType>(s: T) =>
