@@ -17,9 +17,8 @@ describe('parseDurationSeconds', () => {
 
   it.each([
     '',
-    '5',
     'h',
-    '1.5h',
+    '1.5s5',
     '-1h',
     '10 m',
     '1y',
@@ -27,6 +26,7 @@ describe('parseDurationSeconds', () => {
     '1h 30m',
     '1e3s',
     `${'9'.repeat(400)}s`,
+    '0.5s',
   ])('refuses %j', (text) => {
     expect(parseDurationSeconds(text)).toBeUndefined();
   });

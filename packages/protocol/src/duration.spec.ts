@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { durationSchema, parseDuration, parseInstant } from './duration.js';
+import { durationSchema, formatDuration, parseDuration, parseInstant } from './duration.js';
 
 describe('parseDuration', () => {
   it.each([
@@ -10,9 +10,11 @@ describe('parseDuration', () => {
     ['7d', 604_800_000],
     ['1.5s', 1500],
     ['45', 45_000],
+    ['1h30m', 5_400_000],
+    ['1w', 604_800_000],
   ])('%s = %d ms', (text, ms) => expect(parseDuration(text)).toBe(ms));
 
-  it.each(['', '-1s', '1w', 's', '1 s', '1e9s', '10m10s'])('refuses %j', (text) =>
+  it.each(['', '-1s', '1y', 's', '1 s', '1e9s', 'm10'])('refuses %j', (text) =>
     expect(parseDuration(text)).toBeUndefined(),
   );
 
@@ -32,5 +34,13 @@ describe('parseInstant', () => {
     expect(parseInstant('1767225600000', now)).toBe(1_767_225_600_000);
     expect(parseInstant('yesterday', now)).toBeUndefined();
     expect(parseInstant('-1x', now)).toBeUndefined();
+  });
+});
+
+describe('formatDuration', () => {
+  it('writes whole units, largest first', () => {
+    expect(formatDuration(90_061_000)).toBe('1d1h1m1s');
+    expect(formatDuration(0)).toBe('0s');
+    expect(formatDuration(250)).toBe('250ms');
   });
 });
