@@ -23,6 +23,8 @@ import { METRIC_NAME_PATTERN } from './ids.js';
 
 // TextEncoder is global in Node and browsers but not part of lib ES2023.
 declare const TextEncoder: new () => { encode(input: string): Uint8Array };
+/** One encoder for every checksum: `crc8Atm` runs once per received line. */
+const utf8 = new TextEncoder();
 
 /** PROTOCOL.md §10: default line speed. */
 export const SERIAL_DEFAULT_BAUD = 115_200;
@@ -107,7 +109,7 @@ const CRC8_TABLE = (() => {
 
 /** CRC-8/ATM of bytes, or of a string's UTF-8 bytes. Check value: `"123456789"` → 0xF4. */
 export function crc8Atm(input: Uint8Array | string): number {
-  const bytes = typeof input === 'string' ? new TextEncoder().encode(input) : input;
+  const bytes = typeof input === 'string' ? utf8.encode(input) : input;
   let crc = 0;
   for (const byte of bytes) crc = CRC8_TABLE[crc ^ byte]!;
   return crc;
