@@ -3,6 +3,11 @@
 // bench-results/summary.json and bench-results/summary.md, and prints the tables.
 // Within each group, a bench whose name ends in "(floor)" is the baseline: every other
 // bench's time is reported as a multiple of it. Nothing here asserts on time.
+//
+// Whole-stack benches that are not vitest benches write a ready-made table instead:
+//   { "kind": "table", "title": string, "columns": string[],
+//     "rows": (string | number | null)[][], "notes"?: string[] }
+// (other members, e.g. "details", are ignored). Those are printed after the groups.
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { basename, join } from 'node:path';
@@ -20,6 +25,7 @@ const summary = {
   machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
   writtenAt: new Date().toISOString(),
   groups: [],
+  tables: [],
 };
 const lines = [
   '# Benchmark results',
@@ -57,6 +63,32 @@ for (const file of files.sort()) {
       lines.push('');
     }
   }
+}
+
+const cell = (c) =>
+  c === null || c === undefined
+    ? '-'
+    : typeof c === 'number'
+      ? Number.isInteger(c)
+        ? c.toLocaleString('en')
+        : Math.abs(c) >= 100
+          ? Math.round(c).toLocaleString('en')
+          : fmt(c)
+      : String(c);
+
+for (const file of files.sort()) {
+  const data = JSON.parse(readFileSync(join(dir, file), 'utf8'));
+  if (data.kind !== 'table' || !Array.isArray(data.columns) || !Array.isArray(data.rows)) continue;
+  const { title, columns, rows, notes = [] } = data;
+  summary.tables.push({ file: basename(file, '.json'), title, columns, rows, notes });
+  lines.push(`## ${title ?? basename(file, '.json')}`);
+  lines.push('');
+  lines.push(`| ${columns.join(' | ')} |`);
+  lines.push(`|${columns.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`);
+  for (const row of rows) lines.push(`| ${row.map(cell).join(' | ')} |`);
+  lines.push('');
+  for (const note of notes) lines.push(`- ${note}`);
+  if (notes.length > 0) lines.push('');
 }
 
 writeFileSync(join(dir, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);

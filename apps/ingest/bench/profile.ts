@@ -5,7 +5,8 @@ import { join } from 'node:path';
  * Summary of a V8 `.cpuprofile` of the event loop (cpu-profiler.ts): self time per function
  * and per area of the code. Time the event loop spends blocked in a native call (an fsync
  * inside a SQLite commit) is sampled in that call's JS caller. Work the threadpool does
- * (WebCrypto verification) is not in this profile: see the thread CPU split instead.
+ * (WebCrypto verification) is not in this profile: see the thread CPU split instead. A
+ * native function's time counts for the area of its nearest caller with a URL.
  */
 
 interface CallFrame {
@@ -62,13 +63,13 @@ const AREAS: [RegExp, string][] = [
   [/\/apps\/ingest\/dist\/telemetry\//, 'telemetry pipeline'],
   [/\/apps\/ingest\/dist\/broker\//, 'broker hooks + frame guard'],
   [/\/apps\/ingest\/dist\//, 'ingest (other)'],
+  [/^node:internal\/crypto\//, 'WebCrypto job dispatch (verification itself is off-thread)'],
   [/^node:|^internal\//, 'Node core (net, streams, http, timers)'],
 ];
 
 function areaOf(frame: CallFrame): string {
   if (frame.functionName === '(garbage collector)') return 'garbage collection';
   if (frame.functionName === '(program)') return 'V8/native (program)';
-  if (frame.url === '') return `native: ${frame.functionName || '(anonymous)'}`;
   for (const [pattern, area] of AREAS) if (pattern.test(frame.url)) return area;
   return 'other';
 }
@@ -94,6 +95,19 @@ export function summarizeProfile(dir: string, top = 15): ProfileSummary | undefi
     const id = profile.samples[i]!;
     selfUs.set(id, (selfUs.get(id) ?? 0) + (profile.timeDeltas[i + 1] ?? 0));
   }
+  const parent = new Map<number, number>();
+  for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
+  // A native function (no URL: JSON.parse, a SQLite statement, code zod compiles with
+  // `new Function`) counts for the area of the nearest caller that has one.
+  const areaOfNode = (id: number): string => {
+    let at: number | undefined = id;
+    while (at !== undefined) {
+      const frame = byId.get(at)!.callFrame;
+      if (frame.url !== '' || frame.functionName.startsWith('(')) return areaOf(frame);
+      at = parent.get(at);
+    }
+    return 'other';
+  };
   const areas = new Map<string, number>();
   const functions = new Map<string, number>();
   let idleUs = 0;
@@ -105,9 +119,13 @@ export function summarizeProfile(dir: string, top = 15): ProfileSummary | undefi
       continue;
     }
     busyUs += us;
-    const area = areaOf(frame);
+    const area = areaOfNode(id);
     areas.set(area, (areas.get(area) ?? 0) + us);
-    const where = frame.url ? ` ${shortUrl(frame.url)}:${frame.lineNumber + 1}` : '';
+    const where = frame.url
+      ? ` ${shortUrl(frame.url)}:${frame.lineNumber + 1}`
+      : frame.functionName.startsWith('(')
+        ? ''
+        : ' (native)';
     const name = `${frame.functionName || '(anonymous)'}${where}`;
     functions.set(name, (functions.get(name) ?? 0) + us);
   }

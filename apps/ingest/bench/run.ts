@@ -72,6 +72,11 @@ if (which.has('e2e')) {
     console.log(
       `- ${r.side} server CPU µs/reading by ${r.side === 'outpost' ? 'thread' : 'process'}: ${split}`,
     );
+    for (const [name, t] of Object.entries(r.mainThreadWhileAcking)) {
+      console.log(
+        `- ${r.side} ${name} main thread while acking: running ${Math.round(t.running * 100)}%, waiting for a CPU ${Math.round(t.waitingForCpu * 100)}%`,
+      );
+    }
     if (r.profile) {
       console.log(
         `- ${r.side} event-loop profile of the load (${Math.round(r.profile.busyMs)} ms busy, ${Math.round(r.profile.idleMs)} ms idle; ${r.profile.file}):`,
