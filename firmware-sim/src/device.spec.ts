@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { type DeviceStats, summarize } from './device.js';
+import { type DeviceStats, emptyMqttCounters, type MqttCounters, summarize } from './device.js';
 
 function stats(id: string, sent: Record<string, number>, extra: Partial<DeviceStats> = {}) {
   const readings = Math.max(0, ...Object.values(sent));
@@ -41,5 +41,53 @@ describe('summarize', () => {
       partialLines: 1,
       skipped: 1,
     });
+  });
+});
+
+describe('summarize with MQTT devices', () => {
+  function mqtt(acked: number, extra: Partial<MqttCounters> = {}): MqttCounters {
+    return {
+      ...emptyMqttCounters(),
+      madeReadings: acked + 2,
+      publishedReadings: acked + 1,
+      ackedReadings: acked,
+      pendingReadings: 2,
+      batches: { published: 3, resent: 1, acked: 2, rejected: 0, pending: 1 },
+      connects: 2,
+      reconnects: 1,
+      commands: { received: 1, invalid: 0, rejected: 1, unmatched: 0, ping: 0, other: 0 },
+      ...extra,
+    };
+  }
+
+  it('adds up MQTT counters field by field and counts connected devices', () => {
+    const fleet = summarize('site', 10, [
+      stats('s', { t: 4 }),
+      stats('a', { v: 10 }, { transport: 'mqtt', mqtt: mqtt(10) }),
+      stats(
+        'b',
+        { v: 5 },
+        { transport: 'mqtt', connected: false, mqtt: mqtt(5, { rejectedReadings: 5 }) },
+      ),
+    ]);
+    expect(fleet.totals.sent).toEqual({ t: 4, v: 15 });
+    expect(fleet.totals.mqtt).toEqual({
+      madeReadings: 19,
+      publishedReadings: 17,
+      ackedReadings: 15,
+      rejectedReadings: 5,
+      pendingReadings: 4,
+      batches: { published: 6, resent: 2, acked: 4, rejected: 0, pending: 2 },
+      connects: 4,
+      reconnects: 2,
+      connectFailures: 0,
+      disconnects: 0,
+      renewals: 0,
+      ackTimeouts: 0,
+      commands: { received: 2, invalid: 0, rejected: 2, unmatched: 0, ping: 0, other: 0 },
+      devices: 2,
+      connected: 1,
+    });
+    expect(summarize(undefined, 0, [stats('s', { t: 1 })]).totals.mqtt).toBeUndefined();
   });
 });

@@ -34,7 +34,14 @@ export type DeviceFault =
   /** One metric repeats its last value. */
   | { kind: 'stuck'; metric: string; forMs: number }
   /** Changes how the device's flash behaves from now on. */
-  | { kind: 'flash'; flash: FlashSettings };
+  | { kind: 'flash'; flash: FlashSettings }
+  /**
+   * MQTT direct devices: the next `batches` batches carry a record the service must refuse
+   * (PROTOCOL.md §9), so it answers each with `telemetry.rejected`.
+   */
+  | { kind: 'badBatch'; batches: number };
+
+export type DeviceFaultKind = DeviceFault['kind'];
 
 /** What a device did, as exact counts, so tests can compare what was sent with what was stored. */
 export interface DeviceStats {
@@ -58,6 +65,92 @@ export interface DeviceStats {
   connected: boolean;
   clockSkewMs: number;
   firmware: BootloaderStats;
+  /** MQTT devices only; for them `sent` and `readings` count acknowledged readings. */
+  mqtt?: MqttCounters;
+}
+
+/**
+ * What an MQTT device did, exactly. A reading counts as acknowledged (and as `sent`) once
+ * the broker PUBACKed its batch, which the ingest does only after durable acceptance
+ * (PROTOCOL.md §9); so the service stores `ackedReadings - rejectedReadings` readings.
+ */
+export interface MqttCounters {
+  /** Readings made at the device's rate (not those skipped). */
+  madeReadings: number;
+  /** Readings in batches published at least once. */
+  publishedReadings: number;
+  /** Readings in batches the broker acknowledged. */
+  ackedReadings: number;
+  /** Readings in batches the service refused for good (`telemetry.rejected`, verified). */
+  rejectedReadings: number;
+  /** Made and not yet acknowledged: in the open batch or kept in memory for (re)sending. */
+  pendingReadings: number;
+  batches: {
+    published: number;
+    /** Publications of a batch after its first (after a reconnect or an ack timeout). */
+    resent: number;
+    acked: number;
+    rejected: number;
+    pending: number;
+  };
+  /** Connections accepted (CONNACK 0). */
+  connects: number;
+  /** Connections accepted after the first. */
+  reconnects: number;
+  /** Connection attempts refused or failed. */
+  connectFailures: number;
+  /** Connections lost or closed by the broker. */
+  disconnects: number;
+  /** Planned reconnections with a fresh device JWT before the old one expires. */
+  renewals: number;
+  /** Sessions reset because a PUBACK did not come in time. */
+  ackTimeouts: number;
+  commands: {
+    received: number;
+    /** Refused: bad signature, expired, for another device, or no JWKS to check them. */
+    invalid: number;
+    /** `telemetry.rejected` naming a batch of this boot. */
+    rejected: number;
+    /** `telemetry.rejected` naming a batch this device does not know (another boot). */
+    unmatched: number;
+    ping: number;
+    other: number;
+  };
+}
+
+export function emptyMqttCounters(): MqttCounters {
+  return {
+    madeReadings: 0,
+    publishedReadings: 0,
+    ackedReadings: 0,
+    rejectedReadings: 0,
+    pendingReadings: 0,
+    batches: { published: 0, resent: 0, acked: 0, rejected: 0, pending: 0 },
+    connects: 0,
+    reconnects: 0,
+    connectFailures: 0,
+    disconnects: 0,
+    renewals: 0,
+    ackTimeouts: 0,
+    commands: { received: 0, invalid: 0, rejected: 0, unmatched: 0, ping: 0, other: 0 },
+  };
+}
+
+/** Adds `from` into `into`, field by field. */
+export function addMqttCounters(into: MqttCounters, from: MqttCounters): void {
+  addNumbers(into as unknown as NumberTree, from as unknown as NumberTree);
+}
+
+interface NumberTree {
+  [key: string]: number | NumberTree;
+}
+
+function addNumbers(into: NumberTree, from: NumberTree): void {
+  for (const [key, value] of Object.entries(from)) {
+    const target = into[key];
+    if (typeof value === 'number') into[key] = (typeof target === 'number' ? target : 0) + value;
+    else if (typeof target === 'object') addNumbers(target, value);
+  }
 }
 
 export interface MetricSpec {
@@ -110,6 +203,8 @@ export interface FleetStats {
     badCrcLines: number;
     partialLines: number;
     skipped: number;
+    /** Over the MQTT devices, when there are any; plus how many are connected now. */
+    mqtt?: MqttCounters & { devices: number; connected: number };
   };
 }
 
@@ -137,6 +232,12 @@ export function summarize(
     totals.badCrcLines += d.badCrcLines;
     totals.partialLines += d.partialLines;
     totals.skipped += d.skipped;
+    if (d.mqtt !== undefined) {
+      totals.mqtt ??= { ...emptyMqttCounters(), devices: 0, connected: 0 };
+      addMqttCounters(totals.mqtt, d.mqtt);
+      totals.mqtt.devices++;
+      if (d.connected) totals.mqtt.connected++;
+    }
   }
   return { scenario, elapsedMs, devices: byId, totals };
 }

@@ -283,3 +283,204 @@ describe('issue paths', () => {
     expect(formatPath([])).toBe('(root)');
   });
 });
+
+describe('MQTT devices in scenarios', () => {
+  const MQTT = `
+name: site
+seed: 5
+server: http://127.0.0.1:8080
+devices:
+  - id: pump-1
+    transport: mqtt
+    enroll: true
+    rate: 20
+    batch: { size: 50, interval: 500ms }
+    clockSkew: -90s
+    metrics: { flow: 'sine:12:3:5m', p: 'const:2' }
+  - { id: pump-2, transport: mqtt, mode: direct, enrollmentToken: tok.en.x, signing: false, server: 'https://ingest.example', window: 2, maxPending: 500, metrics: { flow: 'const:1' } }
+  - { id: meter-1, transport: mqtt, credentials: creds/meter-1, broker: 'mqtts://ingest.example:8883', jwtLifetime: 10m, metrics: { kwh: 'const:1' } }
+  - { id: meter-2, transport: mqtt, privateKey: keys/m2.json, jwks: keys/jwks.json, audience: plant, broker: 'mqtt://127.0.0.1:1883', metrics: { kwh: 'const:1' } }
+  - id: room-1
+    transport: mqtt
+    mode: local
+    broker: mqtt://127.0.0.1:1884
+    username: sensors
+    password: secret
+    qos: 0
+    metrics: { t: 'const:21' }
+  - { id: room-2, transport: mqtt, mode: local, broker: 'mqtt://127.0.0.1:1884', payload: json, topic: 'site/{device}/climate', timeField: null, clientId: r2, metrics: { t: 'const:21' } }
+  - { id: room-3, transport: mqtt, mode: local, broker: 'mqtt://127.0.0.1:1884', payload: senml, metrics: { t: 'const:21' } }
+faults:
+  - { at: 1s, unplug: { for: 2s } }
+  - { at: 2s, device: pump-1, badBatch: 2 }
+  - { at: 3s, badBatch: 1 }
+  - { at: 4s, clockSkew: { by: 30s } }
+`;
+
+  it('reads direct and local devices with their defaults', () => {
+    const scenario = parseScenario(MQTT);
+    const byId = Object.fromEntries(scenario.devices.map((d) => [d.id, d]));
+    expect(byId['pump-1']).toEqual({
+      id: 'pump-1',
+      identity: { hardware: 'sim-mqtt', serial: 'pump-1', version: '1.0.0' },
+      transport: 'mqtt',
+      link: {
+        mode: 'direct',
+        credentials: { kind: 'enroll' },
+        server: 'http://127.0.0.1:8080',
+        broker: undefined,
+        signed: true,
+        batchSize: 50,
+        batchIntervalMs: 500,
+        jwtLifetimeS: 3600,
+      },
+      ratePerS: 20,
+      seed: 5,
+      metrics: [
+        { name: 'flow', signal: { shape: { kind: 'sine', base: 12, amplitude: 3, periodS: 300 } } },
+        { name: 'p', signal: { shape: { kind: 'constant', value: 2 } } },
+      ],
+      clockSkewMs: -90_000,
+      window: 8,
+      maxPendingReadings: 10_000,
+    });
+    expect(byId['pump-2']).toMatchObject({
+      link: {
+        credentials: { kind: 'token', token: 'tok.en.x' },
+        server: 'https://ingest.example',
+        signed: false,
+        batchSize: 100,
+        batchIntervalMs: 1000,
+      },
+      window: 2,
+      maxPendingReadings: 500,
+    });
+    expect(byId['meter-1']).toMatchObject({
+      link: {
+        credentials: { kind: 'credentials', dir: 'creds/meter-1' },
+        broker: 'mqtts://ingest.example:8883',
+        jwtLifetimeS: 600,
+      },
+    });
+    expect(byId['meter-2']!.link).toMatchObject({
+      credentials: {
+        kind: 'key',
+        file: 'keys/m2.json',
+        jwksFile: 'keys/jwks.json',
+        audience: 'plant',
+      },
+    });
+    expect(byId['room-1']!.link).toEqual({
+      mode: 'local',
+      broker: 'mqtt://127.0.0.1:1884',
+      clientId: 'room-1',
+      username: 'sensors',
+      password: 'secret',
+      format: { topic: 'sensors/{device}/{metric}', payload: 'number', timeField: 'time' },
+      qos: 0,
+    });
+    expect(byId['room-2']!.link).toMatchObject({
+      clientId: 'r2',
+      format: { topic: 'site/{device}/climate', payload: 'json', timeField: undefined },
+      qos: 1,
+    });
+    expect(byId['room-3']!.link).toMatchObject({
+      format: { topic: 'sensors/{device}/senml', payload: 'senml' },
+    });
+  });
+
+  it('sends each fault only to the devices that take it', () => {
+    const scenario = parseScenario(MQTT);
+    const all = ['pump-1', 'pump-2', 'meter-1', 'meter-2', 'room-1', 'room-2', 'room-3'];
+    const direct = ['pump-1', 'pump-2', 'meter-1', 'meter-2'];
+    expect(scenario.faults.map((f) => [f.atMs, f.devices, f.fault])).toEqual([
+      [1000, all, { kind: 'unplug', forMs: 2000 }],
+      [2000, ['pump-1'], { kind: 'badBatch', batches: 2 }],
+      [3000, direct, { kind: 'badBatch', batches: 1 }],
+      [4000, all, { kind: 'clockSkew', byMs: 30_000 }],
+    ]);
+  });
+
+  it('accepts the example MQTT scenario', async () => {
+    const path = new URL('../scenarios/direct-fleet.yaml', import.meta.url);
+    const scenario = parseScenario(await readFile(path, 'utf8'), 'direct-fleet');
+    expect(scenario.devices.every((d) => d.transport === 'mqtt')).toBe(true);
+    expect(scenario.faults.length).toBeGreaterThan(0);
+  });
+
+  it('lists every problem of MQTT devices with its path', () => {
+    const bad = `
+devices:
+  - { id: a, transport: mqtt, metrics: { t: 'const:1' } }
+  - { id: b, transport: mqtt, enroll: true, credentials: dir, metrics: { t: 'const:1' } }
+  - { id: c, transport: mqtt, privateKey: k.json, metrics: { t: 'const:1' } }
+  - { id: d, transport: mqtt, enroll: true, jwks: j.json, batch: { size: 3000 }, metrics: { t: 'const:1', h: 'const:1' } }
+  - { id: e, transport: mqtt, mode: local, broker: 'mqtt://h:1', topic: 'x/{device}', metrics: { t: 'const:1' } }
+  - { id: f, transport: mqtt, mode: local, broker: 'mqtt://h:1', payload: json, password: p, metrics: { time: 'const:1' } }
+  - { id: g, transport: mqtt, enroll: true, broker: 'http://h', server: 'mqtt://h', clockSkew: soon, jwtLifetime: 25h, metrics: { t: 'const:1' } }
+  - { id: h, transport: mqtt, mode: remote, metrics: { t: 'const:1' } }
+  - { id: i, transport: radio, metrics: { t: 'const:1' } }
+  - { id: j, transport: mqtt, mode: local, broker: 'mqtt://h:1', batch: { size: 1 }, metrics: { t: 'const:1' } }
+`;
+    const issues = issuesOf(() => parseScenario(bad));
+    const message = (path: string) => issues.find((i) => i.path === path)?.message;
+    expect(message('devices[6].broker')).toMatch(/mqtt:\/\//);
+    expect(message('devices[6].server')).toMatch(/http:\/\//);
+    expect(message('devices[6].clockSkew')).toMatch(/duration/);
+    expect(message('devices[6].jwtLifetime')).toMatch(/at most 24h/);
+    expect(message('devices[7].mode')).toMatch(/direct or local/);
+    expect(message('devices[8].transport')).toMatch(/serial or mqtt/);
+    expect(message('devices[9]')).toMatch(/unknown key batch/);
+    // Cross-entry checks come once every entry is well-formed.
+    const good = bad.split('\n').slice(0, 8).join('\n');
+    expect(issuesOf(() => parseScenario(good))).toEqual([
+      {
+        path: 'devices[0]',
+        message:
+          'needs exactly one of enroll: true, enrollmentToken, credentials, privateKey (got none)',
+      },
+      {
+        path: 'devices[1]',
+        message:
+          'needs exactly one of enroll: true, enrollmentToken, credentials, privateKey (got enroll, credentials)',
+      },
+      { path: 'devices[2].broker', message: 'a device given privateKey needs broker' },
+      { path: 'devices[3].jwks', message: 'goes with privateKey' },
+      {
+        path: 'devices[3].batch.size',
+        message: '3000 readings of 2 metrics are over 5000 records',
+      },
+      { path: 'devices[4].topic', message: 'a number payload needs {metric} in the topic' },
+      { path: 'devices[5].password', message: 'goes with username' },
+      { path: 'devices[5].timeField', message: '"time" is also a metric' },
+    ]);
+  });
+
+  it('refuses faults a targeted device does not take, or that no device takes', () => {
+    const bad = `
+devices:
+  - { id: s, serial: S1, hardware: h, firmware: '1', pty: true, metrics: { t: 'const:1' } }
+  - { id: m, transport: mqtt, enroll: true, metrics: { t: 'const:1' } }
+  - { id: l, transport: mqtt, mode: local, broker: 'mqtt://h:1', metrics: { t: 'const:1' } }
+faults:
+  - { at: 1s, device: m, garbage: 1 }
+  - { at: 1s, device: s, badBatch: 1 }
+  - { at: 1s, device: l, badBatch: 1 }
+  - { at: 1s, flash: { slowMs: 1 } }
+`;
+    expect(issuesOf(() => parseScenario(bad))).toEqual([
+      { path: 'faults[0].garbage', message: 'device "m" (mqtt direct) takes no garbage fault' },
+      { path: 'faults[1].badBatch', message: 'device "s" (serial) takes no badBatch fault' },
+      { path: 'faults[2].badBatch', message: 'device "l" (mqtt local) takes no badBatch fault' },
+    ]);
+    const onlyMqtt = `
+devices:
+  - { id: m, transport: mqtt, enroll: true, metrics: { t: 'const:1' } }
+faults:
+  - { at: 1s, partialLine: 1 }
+`;
+    expect(issuesOf(() => parseScenario(onlyMqtt))).toEqual([
+      { path: 'faults[0].partialLine', message: 'no device of the scenario takes it' },
+    ]);
+  });
+});

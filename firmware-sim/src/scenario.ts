@@ -1,10 +1,22 @@
 import { durationSchema, parseDuration } from '@outpost/protocol/duration';
 import { deviceIdSchema, metricNameSchema } from '@outpost/protocol/ids';
+import {
+  MAX_DEVICE_JWT_LIFETIME_S,
+  MAX_RECORDS_PER_BATCH,
+  MAX_TOKEN_BYTES,
+  MAX_TOPIC_LENGTH,
+} from '@outpost/protocol/limits';
 import { SERIAL_DEFAULT_BAUD } from '@outpost/protocol/serial-line';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import type { BootloaderOptions, FlashFailure, FlashSettings } from './bootloader.js';
-import type { DeviceFault, MetricSpec } from './device.js';
+import type { DeviceFault, DeviceFaultKind, MetricSpec } from './device.js';
+import {
+  DEFAULT_LOCAL_TOPICS,
+  LOCAL_PAYLOADS,
+  type LocalFormat,
+  topicTemplateProblem,
+} from './local-messages.js';
 import type { SignalSpec } from './signals.js';
 
 /**
@@ -197,47 +209,35 @@ const bootloaderSchema = z.strictObject({
   ...flashFields,
 });
 
-const deviceSchema = z.strictObject({
+const metricsSchema = z
+  .record(metricNameSchema, signalSchema)
+  .refine((m) => Object.keys(m).length > 0, 'needs at least one metric');
+
+/** Readings per second. */
+const rateSchema = z.number().positive().max(1000).default(1);
+
+const serialDeviceSchema = z.strictObject({
   id: deviceIdSchema,
   serial: tokenSchema,
   hardware: tokenSchema,
   firmware: tokenSchema,
-  /** Serial devices only, for now; MQTT devices join with `transport: mqtt`. */
   transport: z.literal('serial').default('serial'),
   /** Create a pty pair with socat and print the application's end. */
   pty: z.boolean().optional(),
   /** Or open this existing path (the device's end). */
   port: z.string().min(1).optional(),
   baud: z.int().positive().default(SERIAL_DEFAULT_BAUD),
-  /** Readings per second. */
-  rate: z.number().positive().max(1000).default(1),
+  rate: rateSchema,
   /**
    * After each (re)open, stay quiet until the application sends `ID?`. Opening a serial
    * port discards what is buffered, so only then can "sent" and "received" match exactly.
    */
   waitForId: z.boolean().default(false),
   seed: z.int().optional(),
-  metrics: z
-    .record(metricNameSchema, signalSchema)
-    .refine((m) => Object.keys(m).length > 0, 'needs at least one metric'),
+  metrics: metricsSchema,
   bootloader: bootloaderSchema.default({}),
 });
 
-// ---------------------------------------------------------------------------------------
-// Faults: `at`, optionally `device`, and exactly one fault.
-
-const FAULT_KEYS = [
-  'garbage',
-  'badCrc',
-  'partialLine',
-  'silence',
-  'unplug',
-  'clockSkew',
-  'stuck',
-  'flash',
-] as const;
-
-const lineCountSchema = z.int().positive().max(10_000);
 const signedDurationSchema = z.union(
   [
     z
@@ -252,6 +252,149 @@ const signedDurationSchema = z.union(
   { error: 'expected a duration such as -90s or 2m' },
 );
 
+const brokerUrlSchema = z
+  .url({
+    protocol: /^(mqtt|mqtts|ws|wss)$/,
+    error: 'expected mqtt://, mqtts://, ws:// or wss:// URL',
+  })
+  .max(2048);
+const serverUrlSchema = z
+  .url({ protocol: /^https?$/, error: 'expected the http:// or https:// URL of the service' })
+  .max(2048);
+const pathSchema = z.string().min(1).max(4096);
+
+const mqttFields = {
+  id: deviceIdSchema,
+  transport: z.literal('mqtt'),
+  /** Reported in the counters only. */
+  serial: tokenSchema.optional(),
+  hardware: tokenSchema.optional(),
+  firmware: tokenSchema.optional(),
+  rate: rateSchema,
+  seed: z.int().optional(),
+  metrics: metricsSchema,
+  /** The device's clock runs this far off from the start. */
+  clockSkew: signedDurationSchema.default(0),
+  /** Batches (local: readings) in flight at most. */
+  window: z.int().min(1).max(1000).default(8),
+  /** Readings kept in memory while unacknowledged; beyond, new readings are skipped. */
+  maxPending: z.int().positive().max(10_000_000).default(10_000),
+};
+
+const mqttDirectSchema = z.strictObject({
+  ...mqttFields,
+  mode: z.literal('direct').default('direct'),
+  // How the device gets its identity (PROTOCOL.md §2): exactly one of the next four.
+  /** The simulator makes an enrollment with the admin token (`--admin-token`), then enrolls. */
+  enroll: z.literal(true).optional(),
+  /** A single-use enrollment token. */
+  enrollmentToken: z.string().min(1).max(MAX_TOKEN_BYTES).optional(),
+  /** A directory written by `outpost device credentials`. */
+  credentials: pathSchema.optional(),
+  /** A private JWK file of an enrolled device; needs `broker`. */
+  privateKey: pathSchema.optional(),
+  /** With `privateKey`: the service JWKS (to verify commands) and the JWT audience. */
+  jwks: pathSchema.optional(),
+  audience: z.string().min(1).max(256).optional(),
+  /** The service's HTTP URL, to enroll; defaults to the scenario's `server`. */
+  server: serverUrlSchema.optional(),
+  /** The ingest's MQTT URL; defaults to the one enrollment or credentials name. */
+  broker: brokerUrlSchema.optional(),
+  /** false: bare SenML packs, for a device whose policy is `payloadSigning: optional`. */
+  signing: z.boolean().default(true),
+  batch: z
+    .strictObject({
+      /** Readings per batch at most. */
+      size: z.int().min(1).max(MAX_RECORDS_PER_BATCH).default(100),
+      /** A batch closes this long after its first reading at the latest. */
+      interval: positiveDurationSchema.default(1000),
+    })
+    .prefault({}),
+  /** Lifetime of each device JWT; the device reconnects with a fresh one before it ends. */
+  jwtLifetime: positiveDurationSchema
+    .default(3_600_000)
+    .refine((ms) => ms <= MAX_DEVICE_JWT_LIFETIME_S * 1000, 'at most 24h (PROTOCOL.md §3)'),
+});
+
+const mqttLocalSchema = z.strictObject({
+  ...mqttFields,
+  mode: z.literal('local'),
+  broker: brokerUrlSchema,
+  /** Defaults to the device id. */
+  clientId: z.string().min(1).max(128).optional(),
+  username: z.string().min(1).max(256).optional(),
+  password: z.string().max(256).optional(),
+  /** `{device}` and (for number payloads) `{metric}`; defaults per payload. */
+  topic: z.string().min(1).max(MAX_TOPIC_LENGTH).optional(),
+  payload: z.enum(LOCAL_PAYLOADS).default('number'),
+  /** JSON payloads: the field with the time in epoch seconds, or null for none. */
+  timeField: z.string().min(1).max(64).nullable().default('time'),
+  qos: z.union([z.literal(0), z.literal(1)]).default(1),
+});
+
+const deviceSchema = z.discriminatedUnion(
+  'transport',
+  [
+    serialDeviceSchema,
+    z.discriminatedUnion('mode', [mqttDirectSchema, mqttLocalSchema], {
+      error: 'mode must be direct or local',
+    }),
+  ],
+  { error: 'transport must be serial or mqtt' },
+);
+
+type DeviceEntry = z.output<typeof deviceSchema>;
+type SerialEntry = z.output<typeof serialDeviceSchema>;
+type MqttDirectEntry = z.output<typeof mqttDirectSchema>;
+
+// ---------------------------------------------------------------------------------------
+// Faults: `at`, optionally `device`, and exactly one fault.
+
+const FAULT_KEYS = [
+  'garbage',
+  'badCrc',
+  'partialLine',
+  'silence',
+  'unplug',
+  'clockSkew',
+  'stuck',
+  'flash',
+  'badBatch',
+] as const satisfies readonly DeviceFaultKind[];
+
+/** The faults each kind of device takes. */
+const SERIAL_FAULTS: ReadonlySet<DeviceFaultKind> = new Set([
+  'garbage',
+  'badCrc',
+  'partialLine',
+  'silence',
+  'unplug',
+  'clockSkew',
+  'stuck',
+  'flash',
+]);
+const MQTT_LOCAL_FAULTS: ReadonlySet<DeviceFaultKind> = new Set([
+  'silence',
+  'unplug',
+  'clockSkew',
+  'stuck',
+]);
+const MQTT_DIRECT_FAULTS: ReadonlySet<DeviceFaultKind> = new Set([
+  ...MQTT_LOCAL_FAULTS,
+  'badBatch',
+]);
+
+function faultsOf(d: DeviceEntry): ReadonlySet<DeviceFaultKind> {
+  if (d.transport === 'serial') return SERIAL_FAULTS;
+  return d.mode === 'direct' ? MQTT_DIRECT_FAULTS : MQTT_LOCAL_FAULTS;
+}
+
+function faultKindOf(f: FaultEntry): DeviceFaultKind | undefined {
+  return FAULT_KEYS.find((key) => f[key] !== undefined);
+}
+
+const lineCountSchema = z.int().positive().max(10_000);
+
 const faultSchema = z
   .strictObject({
     at: durationSchema,
@@ -265,6 +408,8 @@ const faultSchema = z
     clockSkew: z.strictObject({ by: signedDurationSchema }).optional(),
     stuck: z.strictObject({ metric: metricNameSchema, for: positiveDurationSchema }).optional(),
     flash: z.strictObject(flashFields).optional(),
+    /** MQTT direct devices: this many batches the service must refuse. */
+    badBatch: z.int().positive().max(1000).optional(),
   })
   .superRefine((f, ctx) => {
     const given = FAULT_KEYS.filter((key) => f[key] !== undefined);
@@ -288,6 +433,7 @@ function toFault(f: FaultEntry): DeviceFault {
   if (f.stuck !== undefined) {
     return { kind: 'stuck', metric: f.stuck.metric, forMs: f.stuck.for };
   }
+  if (f.badBatch !== undefined) return { kind: 'badBatch', batches: f.badBatch };
   const flash: FlashSettings = {};
   if (f.flash?.slowMs !== undefined) flash.slowMs = f.flash.slowMs;
   if (f.flash?.failFlash !== undefined) flash.failFlash = f.flash.failFlash;
@@ -301,6 +447,8 @@ const scenarioSchema = z.strictObject({
   seed: z.int().default(1),
   /** Stop after this long; default: run until interrupted. */
   duration: positiveDurationSchema.optional(),
+  /** The service's HTTP URL, for MQTT devices that enroll. */
+  server: serverUrlSchema.optional(),
   devices: z.array(deviceSchema).min(1),
   faults: z.array(faultSchema).default([]),
 });
@@ -322,6 +470,60 @@ export interface SerialDeviceConfig {
   bootloader: Omit<BootloaderOptions, 'sha256'>;
 }
 
+/** How a direct MQTT device gets its identity (PROTOCOL.md §2). */
+export type CredentialSource =
+  /** The simulator makes an enrollment with the admin token, then the device enrolls. */
+  | { kind: 'enroll' }
+  /** The device enrolls with this single-use enrollment token. */
+  | { kind: 'token'; token: string }
+  /** `credentials.json` and the key file `outpost device credentials` wrote to `dir`. */
+  | { kind: 'credentials'; dir: string }
+  /** A private JWK file of an enrolled device, and optionally the service JWKS file. */
+  | { kind: 'key'; file: string; jwksFile: string | undefined; audience: string | undefined };
+
+/** Straight to the ingest: enrolled, device JWT, signed batches or bare SenML. */
+export interface MqttDirectLink {
+  mode: 'direct';
+  credentials: CredentialSource;
+  /** The service's HTTP URL (device's, else the scenario's), to enroll. */
+  server: string | undefined;
+  /** Overrides the MQTT endpoint of the enrollment or credentials. */
+  broker: string | undefined;
+  signed: boolean;
+  /** Readings per batch at most. */
+  batchSize: number;
+  batchIntervalMs: number;
+  jwtLifetimeS: number;
+}
+
+/** To a site's local broker, the way sensors feed the edge agent. */
+export interface MqttLocalLink {
+  mode: 'local';
+  broker: string;
+  clientId: string;
+  username: string | undefined;
+  password: string | undefined;
+  format: LocalFormat;
+  qos: 0 | 1;
+}
+
+export interface MqttDeviceConfig {
+  id: string;
+  identity: { hardware: string; serial: string; version: string };
+  transport: 'mqtt';
+  link: MqttDirectLink | MqttLocalLink;
+  ratePerS: number;
+  seed: number;
+  metrics: MetricSpec[];
+  clockSkewMs: number;
+  /** Batches (local: readings) in flight at most. */
+  window: number;
+  /** Readings kept while unacknowledged; beyond, new readings are skipped. */
+  maxPendingReadings: number;
+}
+
+export type DeviceConfig = SerialDeviceConfig | MqttDeviceConfig;
+
 export interface ScheduledFault {
   atMs: number;
   /** Devices it applies to. */
@@ -333,7 +535,7 @@ export interface Scenario {
   name: string | undefined;
   seed: number;
   durationMs: number | undefined;
-  devices: SerialDeviceConfig[];
+  devices: DeviceConfig[];
   /** In time order. */
   faults: ScheduledFault[];
 }
@@ -400,8 +602,24 @@ export function scenarioFromObject(value: unknown, source = 'scenario'): Scenari
   const issues = crossCheck(raw);
   if (issues.length > 0) throw new ScenarioError(source, issues);
 
-  const devices = raw.devices.map(
-    (d): SerialDeviceConfig => ({
+  const devices = raw.devices.map((d) => deviceConfig(d, raw.seed, raw.server));
+  const faults = raw.faults
+    .map((f) => {
+      const kind = faultKindOf(f)!;
+      const targets =
+        f.device === undefined
+          ? raw.devices.filter((d) => faultsOf(d).has(kind)).map((d) => d.id)
+          : [f.device];
+      return { atMs: f.at, devices: targets, fault: toFault(f) };
+    })
+    .sort((a, b) => a.atMs - b.atMs);
+  return { name: raw.name, seed: raw.seed, durationMs: raw.duration, devices, faults };
+}
+
+function deviceConfig(d: DeviceEntry, seed: number, server: string | undefined): DeviceConfig {
+  const metrics = Object.entries(d.metrics).map(([name, signal]) => ({ name, signal }));
+  if (d.transport === 'serial') {
+    return {
       id: d.id,
       identity: { hardware: d.hardware, serial: d.serial, version: d.firmware },
       transport: d.transport,
@@ -409,20 +627,104 @@ export function scenarioFromObject(value: unknown, source = 'scenario'): Scenari
       baud: d.baud,
       ratePerS: d.rate,
       waitForId: d.waitForId,
-      seed: d.seed ?? raw.seed,
-      metrics: Object.entries(d.metrics).map(([name, signal]) => ({ name, signal })),
+      seed: d.seed ?? seed,
+      metrics,
       bootloader: bootloaderOptions(d.bootloader),
-    }),
-  );
-  const allIds = devices.map((d) => d.id);
-  const faults = raw.faults
-    .map((f) => ({
-      atMs: f.at,
-      devices: f.device === undefined ? allIds : [f.device],
-      fault: toFault(f),
-    }))
-    .sort((a, b) => a.atMs - b.atMs);
-  return { name: raw.name, seed: raw.seed, durationMs: raw.duration, devices, faults };
+    };
+  }
+  const link: MqttDirectLink | MqttLocalLink =
+    d.mode === 'direct'
+      ? {
+          mode: 'direct',
+          credentials: credentialSource(d),
+          server: d.server ?? server,
+          broker: d.broker,
+          signed: d.signing,
+          batchSize: d.batch.size,
+          batchIntervalMs: d.batch.interval,
+          jwtLifetimeS: Math.max(1, Math.round(d.jwtLifetime / 1000)),
+        }
+      : {
+          mode: 'local',
+          broker: d.broker,
+          clientId: d.clientId ?? d.id,
+          username: d.username,
+          password: d.password,
+          format: {
+            topic: d.topic ?? DEFAULT_LOCAL_TOPICS[d.payload],
+            payload: d.payload,
+            timeField: d.timeField ?? undefined,
+          },
+          qos: d.qos,
+        };
+  return {
+    id: d.id,
+    identity: {
+      hardware: d.hardware ?? 'sim-mqtt',
+      serial: d.serial ?? d.id,
+      version: d.firmware ?? '1.0.0',
+    },
+    transport: 'mqtt',
+    link,
+    ratePerS: d.rate,
+    seed: d.seed ?? seed,
+    metrics,
+    clockSkewMs: d.clockSkew,
+    window: d.window,
+    maxPendingReadings: d.maxPending,
+  };
+}
+
+/** Exactly one source is given: {@link crossCheck} made sure. */
+function credentialSource(d: MqttDirectEntry): CredentialSource {
+  if (d.enrollmentToken !== undefined) return { kind: 'token', token: d.enrollmentToken };
+  if (d.credentials !== undefined) return { kind: 'credentials', dir: d.credentials };
+  if (d.privateKey !== undefined) {
+    return { kind: 'key', file: d.privateKey, jwksFile: d.jwks, audience: d.audience };
+  }
+  return { kind: 'enroll' };
+}
+
+const CREDENTIAL_KEYS = ['enroll', 'enrollmentToken', 'credentials', 'privateKey'] as const;
+
+/** Checks within one MQTT device that the schema cannot express. */
+function checkMqttDevice(d: Exclude<DeviceEntry, SerialEntry>, path: string): ScenarioIssue[] {
+  const issues: ScenarioIssue[] = [];
+  const metrics = Object.keys(d.metrics);
+  if (d.mode === 'direct') {
+    const given = CREDENTIAL_KEYS.filter((key) => d[key] !== undefined);
+    if (given.length !== 1) {
+      issues.push({
+        path,
+        message: `needs exactly one of enroll: true, enrollmentToken, credentials, privateKey (got ${given.length === 0 ? 'none' : given.join(', ')})`,
+      });
+    }
+    for (const key of ['jwks', 'audience'] as const) {
+      if (d[key] !== undefined && d.privateKey === undefined) {
+        issues.push({ path: `${path}.${key}`, message: 'goes with privateKey' });
+      }
+    }
+    if (d.privateKey !== undefined && d.broker === undefined) {
+      issues.push({ path: `${path}.broker`, message: 'a device given privateKey needs broker' });
+    }
+    if (d.batch.size * metrics.length > MAX_RECORDS_PER_BATCH) {
+      issues.push({
+        path: `${path}.batch.size`,
+        message: `${d.batch.size} readings of ${metrics.length} metrics are over ${MAX_RECORDS_PER_BATCH} records`,
+      });
+    }
+    return issues;
+  }
+  const topic = d.topic ?? DEFAULT_LOCAL_TOPICS[d.payload];
+  const problem = topicTemplateProblem(topic, d.payload);
+  if (problem !== undefined) issues.push({ path: `${path}.topic`, message: problem });
+  if (d.password !== undefined && d.username === undefined) {
+    issues.push({ path: `${path}.password`, message: 'goes with username' });
+  }
+  if (d.payload === 'json' && d.timeField !== null && metrics.includes(d.timeField)) {
+    issues.push({ path: `${path}.timeField`, message: `"${d.timeField}" is also a metric` });
+  }
+  return issues;
 }
 
 function bootloaderOptions(
@@ -437,6 +739,10 @@ function bootloaderOptions(
   return options;
 }
 
+function kindOfDevice(d: DeviceEntry): string {
+  return d.transport === 'serial' ? 'serial' : `mqtt ${d.mode}`;
+}
+
 /** Checks across entries, once each entry is well-formed. */
 function crossCheck(raw: z.output<typeof scenarioSchema>): ScenarioIssue[] {
   const issues: ScenarioIssue[] = [];
@@ -449,7 +755,11 @@ function crossCheck(raw: z.output<typeof scenarioSchema>): ScenarioIssue[] {
   };
   raw.devices.forEach((d, i) => {
     seen('id', d.id, `devices[${i}].id`, i);
-    seen('serial', d.serial, `devices[${i}].serial`, i);
+    if (d.serial !== undefined) seen('serial', d.serial, `devices[${i}].serial`, i);
+    if (d.transport === 'mqtt') {
+      issues.push(...checkMqttDevice(d, `devices[${i}]`));
+      return;
+    }
     if (d.port !== undefined) seen('port', d.port, `devices[${i}].port`, i);
     if ((d.pty === true) === (d.port !== undefined)) {
       issues.push({ path: `devices[${i}]`, message: 'needs either pty: true or port: PATH' });
@@ -457,12 +767,21 @@ function crossCheck(raw: z.output<typeof scenarioSchema>): ScenarioIssue[] {
   });
   const byId = new Map(raw.devices.map((d) => [d.id, d]));
   raw.faults.forEach((f, i) => {
-    if (f.device !== undefined && !byId.has(f.device)) {
+    const kind = faultKindOf(f)!;
+    const target = f.device === undefined ? undefined : byId.get(f.device);
+    if (f.device !== undefined && target === undefined) {
       issues.push({ path: `faults[${i}].device`, message: `no device "${f.device}"` });
+    } else if (target !== undefined && !faultsOf(target).has(kind)) {
+      issues.push({
+        path: `faults[${i}].${kind}`,
+        message: `device "${target.id}" (${kindOfDevice(target)}) takes no ${kind} fault`,
+      });
+    } else if (target === undefined && !raw.devices.some((d) => faultsOf(d).has(kind))) {
+      issues.push({ path: `faults[${i}].${kind}`, message: `no device of the scenario takes it` });
     }
     if (f.stuck !== undefined) {
       const targets =
-        f.device === undefined ? raw.devices : [byId.get(f.device)].filter((d) => d !== undefined);
+        f.device === undefined ? raw.devices : [target].filter((d) => d !== undefined);
       for (const d of targets) {
         if (!(f.stuck.metric in d.metrics)) {
           issues.push({

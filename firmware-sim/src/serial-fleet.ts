@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { type FleetStats, summarize } from './device.js';
-import type { Scenario } from './scenario.js';
+import { scheduleFaults } from './fault-schedule.js';
+import type { Scenario, SerialDeviceConfig } from './scenario.js';
 import { SerialDevice, type SerialDeviceEvent } from './serial-device.js';
 import { SocatPty } from './socat-pty.js';
 
@@ -21,7 +22,7 @@ export interface SerialFleet {
   stop(): Promise<void>;
 }
 
-/** Runs a scenario's serial devices and injects its faults on schedule. */
+/** Runs a scenario's serial devices and injects their faults on schedule (MQTT: mqtt-fleet.ts). */
 export async function startSerialFleet(
   scenario: Scenario,
   options: SerialFleetOptions,
@@ -30,12 +31,12 @@ export async function startSerialFleet(
   const ptys: SocatPty[] = [];
   const devices: SerialDevice[] = [];
   const appPaths: Record<string, string> = {};
-  const timers: NodeJS.Timeout[] = [];
+  let cancelFaults = () => {};
   let stopping: Promise<void> | undefined;
 
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
-      for (const timer of timers) clearTimeout(timer);
+      cancelFaults();
       await Promise.all(devices.map((d) => d.stop()));
       // socat has read the last bytes (the devices drained); give it a moment to write them.
       if (ptys.length > 0) await sleep(50);
@@ -45,7 +46,10 @@ export async function startSerialFleet(
   };
 
   try {
-    for (const config of scenario.devices) {
+    const configs = scenario.devices.filter(
+      (d): d is SerialDeviceConfig => d.transport === 'serial',
+    );
+    for (const config of configs) {
       let path: string;
       let pty: SocatPty | undefined;
       if (config.link.kind === 'pty') {
@@ -73,14 +77,7 @@ export async function startSerialFleet(
   }
 
   const startedAt = now();
-  const byId = new Map(devices.map((d) => [d.id, d]));
-  for (const scheduled of scenario.faults) {
-    timers.push(
-      setTimeout(() => {
-        for (const id of scheduled.devices) byId.get(id)?.inject(scheduled.fault);
-      }, scheduled.atMs),
-    );
-  }
+  cancelFaults = scheduleFaults(scenario.faults, devices);
 
   return {
     devices,
