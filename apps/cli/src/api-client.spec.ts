@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { ApiClient, networkError, problemError, type RequestContext } from './api-client.js';
+import {
+  ApiClient,
+  networkError,
+  parseEvent,
+  problemError,
+  type RequestContext,
+} from './api-client.js';
 import { CliError, errorLine } from './errors.js';
 
 interface Call {
@@ -267,5 +273,78 @@ describe('networkError', () => {
     expect(networkError(withCode('SELF_SIGNED_CERT_IN_CHAIN'), base, 1000).hint).toContain(
       'NODE_EXTRA_CA_CERTS',
     );
+  });
+});
+
+describe('ApiClient.events', () => {
+  it('yields Server-Sent Events split across chunks, skipping comments', async () => {
+    const encoder = new TextEncoder();
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const part of [
+          'retry: 3000\n\n: ping\n\nid: 1\nevent: roll',
+          'outs\ndata: {"a":1}\n\n',
+          'data: x\ndata: y\n\n',
+        ]) {
+          controller.enqueue(encoder.encode(part));
+        }
+        controller.close();
+      },
+    });
+    const { calls, fetch } = scriptedFetch(
+      new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } }),
+    );
+    const client = new ApiClient({ baseUrl: base, token: 'tok', timeoutMs: 1000, fetch });
+    const events = [];
+    for await (const e of client.events(
+      '/api/v1/stream',
+      { types: 'rollouts' },
+      new AbortController().signal,
+    )) {
+      events.push(e);
+    }
+    expect(events).toEqual([
+      { event: 'rollouts', data: '{"a":1}' },
+      { event: 'message', data: 'x\ny' },
+    ]);
+    expect(calls[0]!.url).toBe(`${base}/api/v1/stream?types=rollouts`);
+    expect((calls[0]!.init.headers as Record<string, string>).authorization).toBe('Bearer tok');
+  });
+
+  it('reports a refusal like any request', async () => {
+    const { fetch } = scriptedFetch(problem(403, { code: 'role_required', detail: 'no' }));
+    const client = new ApiClient({ baseUrl: base, token: 'tok', timeoutMs: 1000, fetch });
+    const events = client.events('/api/v1/stream', {}, new AbortController().signal);
+    await expect(events.next()).rejects.toMatchObject({ code: 'role_required' });
+  });
+
+  it('parses single frames', () => {
+    expect(parseEvent(': only a comment')).toBeUndefined();
+    expect(parseEvent('event: a\ndata:no-space')).toEqual({ event: 'a', data: 'no-space' });
+  });
+});
+
+describe('ApiClient.request with a stream body', () => {
+  it('sends it half duplex with the extra headers', async () => {
+    const { calls, fetch } = scriptedFetch(ok({ id: 'fw-1' }));
+    const client = new ApiClient({ baseUrl: base, token: 'tok', timeoutMs: 1000, fetch });
+    const stream = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new Uint8Array([1, 2, 3]));
+        c.close();
+      },
+    });
+    await client.request('POST', '/api/v1/firmware', {
+      schema: z.object({ id: z.string() }),
+      body: { stream, contentType: 'application/octet-stream' },
+      headers: { 'x-outpost-manifest': 'a.b.c' },
+    });
+    const init = calls[0]!.init as RequestInit & { duplex?: string };
+    expect(init.duplex).toBe('half');
+    expect(init.body).toBe(stream);
+    expect(init.headers).toMatchObject({
+      'content-type': 'application/octet-stream',
+      'x-outpost-manifest': 'a.b.c',
+    });
   });
 });

@@ -23,7 +23,11 @@ export interface ApiClientOptions {
   fetch?: typeof fetch;
 }
 
-export type Body = { json: unknown } | { text: string; contentType: string };
+export type Body =
+  | { json: unknown }
+  | { text: string; contentType: string }
+  /** Streamed as it is read (a firmware artifact), never held in memory whole. */
+  | { stream: ReadableStream<Uint8Array>; contentType: string };
 
 export interface RequestOptions<T> {
   schema: z.ZodType<T>;
@@ -32,6 +36,14 @@ export interface RequestOptions<T> {
   /** Send the API token (default). `POST /enroll` is authorized by its body instead. */
   auth?: boolean;
   timeoutMs?: number;
+  /** Further request headers (e.g. the manifest of a firmware upload). */
+  headers?: Readonly<Record<string, string>>;
+}
+
+/** One Server-Sent Event (the `data` lines joined). */
+export interface ServerEvent {
+  event: string;
+  data: string;
 }
 
 /** RFC 9457 problem details as the service sends them, extension members included. */
@@ -77,15 +89,15 @@ export class ApiClient {
 
   async request<T>(method: string, path: string, options: RequestOptions<T>): Promise<T> {
     const url = this.urlOf(path, options.query);
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.options.userAgent) headers['user-agent'] = this.options.userAgent;
-    if (options.auth !== false && this.options.token) {
-      headers.authorization = `Bearer ${this.options.token}`;
-    }
-    let body: string | undefined;
+    const headers = this.headers(options.auth, 'application/json');
+    Object.assign(headers, options.headers);
+    let body: string | ReadableStream<Uint8Array> | undefined;
     if (options.body && 'json' in options.body) {
       headers['content-type'] = 'application/json';
       body = JSON.stringify(options.body.json);
+    } else if (options.body && 'stream' in options.body) {
+      headers['content-type'] = options.body.contentType;
+      body = options.body.stream;
     } else if (options.body) {
       headers['content-type'] = options.body.contentType;
       body = options.body.text;
@@ -104,10 +116,12 @@ export class ApiClient {
         method,
         headers,
         ...(body !== undefined ? { body } : {}),
+        // Fetch sends a stream body only half duplex: the answer comes after it.
+        ...(typeof body === 'object' ? { duplex: 'half' } : {}),
         // A redirect would carry the token somewhere the user did not name.
         redirect: 'manual',
         signal: AbortSignal.timeout(timeoutMs),
-      });
+      } as RequestInit);
       text = await response.text();
     } catch (err) {
       throw networkError(err, this.options.baseUrl, timeoutMs);
@@ -140,6 +154,65 @@ export class ApiClient {
     return parsed.data;
   }
 
+  /**
+   * Server-Sent Events from `path` until the server ends the stream or `signal` aborts it
+   * (then the iteration just ends). Refusals are the same errors as `request`'s.
+   */
+  async *events(path: string, query: Query, signal: AbortSignal): AsyncGenerator<ServerEvent> {
+    const context: RequestContext = {
+      method: 'GET',
+      path,
+      baseUrl: this.options.baseUrl,
+      tokenSource: this.options.tokenSource,
+    };
+    let response: Response;
+    try {
+      response = await this.fetch(this.urlOf(path, query), {
+        headers: this.headers(true, 'text/event-stream'),
+        redirect: 'manual',
+        signal,
+      });
+    } catch (err) {
+      if (signal.aborted) return;
+      throw networkError(err, this.options.baseUrl, this.options.timeoutMs);
+    }
+    if (!response.ok || !response.body) {
+      throw responseError(
+        response.status,
+        response.headers.get('content-type'),
+        await response.text(),
+        {
+          ...context,
+          retryAfter: response.headers.get('retry-after'),
+        },
+      );
+    }
+    const decoder = new TextDecoder();
+    let buffer = '';
+    try {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        buffer += decoder.decode(chunk, { stream: true }).replace(/\r\n?/g, '\n');
+        for (let end = buffer.indexOf('\n\n'); end !== -1; end = buffer.indexOf('\n\n')) {
+          const frame = parseEvent(buffer.slice(0, end));
+          buffer = buffer.slice(end + 2);
+          if (frame) yield frame;
+        }
+      }
+    } catch (err) {
+      if (signal.aborted) return;
+      throw networkError(err, this.options.baseUrl, this.options.timeoutMs);
+    }
+  }
+
+  private headers(auth: boolean | undefined, accept: string): Record<string, string> {
+    const headers: Record<string, string> = { accept };
+    if (this.options.userAgent) headers['user-agent'] = this.options.userAgent;
+    if (auth !== false && this.options.token) {
+      headers.authorization = `Bearer ${this.options.token}`;
+    }
+    return headers;
+  }
+
   private urlOf(path: string, query: Query | undefined): string {
     const search = new URLSearchParams();
     for (const [key, value] of Object.entries(query ?? {})) {
@@ -150,6 +223,21 @@ export class ApiClient {
     const qs = search.toString();
     return `${this.options.baseUrl}${path}${qs ? `?${qs}` : ''}`;
   }
+}
+
+/** One SSE frame (WHATWG HTML §9.2.6); comments and frames without data are skipped. */
+export function parseEvent(frame: string): ServerEvent | undefined {
+  let event = 'message';
+  const data: string[] = [];
+  for (const line of frame.split('\n')) {
+    if (line === '' || line.startsWith(':')) continue;
+    const colon = line.indexOf(':');
+    const field = colon === -1 ? line : line.slice(0, colon);
+    const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    if (field === 'event') event = value;
+    else if (field === 'data') data.push(value);
+  }
+  return data.length > 0 ? { event, data: data.join('\n') } : undefined;
 }
 
 function unexpected(context: RequestContext, why: string): CliError {

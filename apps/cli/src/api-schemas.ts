@@ -100,3 +100,43 @@ export const importErrorsSchema = z.object({
   errorCount: z.number(),
 });
 export type ImportErrors = z.infer<typeof importErrorsSchema>;
+
+export const alertRuleSchema = z.looseObject({
+  id: z.string(),
+  name: z.string(),
+  kind: z.string(),
+  enabled: z.boolean(),
+  condition: z.string(),
+  scope: z.looseObject({
+    devices: z.array(z.string()).optional(),
+    tags: z.record(z.string(), z.string()).optional(),
+    gateway: z.string().optional(),
+  }),
+  severity: z.string(),
+  channels: z.array(z.looseObject({ type: z.string(), url: z.string().optional() })),
+});
+export type AlertRule = z.infer<typeof alertRuleSchema>;
+export const alertRuleListSchema = z.array(alertRuleSchema);
+/** `POST /alert-rules`: the webhook signing secret is in this answer only. */
+export const createdAlertRuleSchema = alertRuleSchema.extend({ webhookSecret: z.string() });
+
+export const alertSchema = z.looseObject({
+  id: z.string(),
+  ruleId: z.string(),
+  ruleName: nullableString,
+  device: z.string(),
+  severity: z.string(),
+  state: z.string(),
+  openedAt: z.string(),
+  firedAt: nullableString,
+  closedAt: nullableString,
+  summary: z.string(),
+  acknowledgedAt: nullableString,
+  acknowledgedBy: nullableString,
+});
+export type Alert = z.infer<typeof alertSchema>;
+export const alertPageSchema = z.looseObject({
+  items: z.array(alertSchema),
+  next: nullableString,
+});
+export type AlertPage = z.infer<typeof alertPageSchema>;

@@ -2,9 +2,12 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { ApiClient } from './api-client.js';
+import { registerAlertCommands } from './commands/alerts.js';
 import { registerDeviceCommands } from './commands/device.js';
+import { registerFirmwareCommands } from './commands/firmware.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerLoginCommand } from './commands/login.js';
+import { registerRolloutCommands } from './commands/rollout.js';
 import { registerTokenCommands } from './commands/tokens.js';
 import {
   type Environment,
@@ -68,7 +71,9 @@ function buildProgram(io: Io): Command {
 
   const program = new Command('outpost')
     .description('Outpost command line: devices, enrollment, API tokens and release keys')
-    .version(VERSION)
+    // `--version` is also `firmware sign`'s (SURFACES.md): commander would take it for the
+    // program's anywhere on the line, so the long form is answered in `run`, when alone.
+    .version(VERSION, '-V', 'output the version number (also --version)')
     .exitOverride()
     .configureHelp({ showGlobalOptions: true })
     .configureOutput({
@@ -90,12 +95,19 @@ function buildProgram(io: Io): Command {
   registerLoginCommand(program, ctx);
   registerDeviceCommands(program, ctx);
   registerKeysCommands(program, ctx);
+  registerFirmwareCommands(program, ctx);
+  registerRolloutCommands(program, ctx);
   registerTokenCommands(program, ctx);
+  registerAlertCommands(program, ctx);
   return program;
 }
 
 /** Runs one command line; resolves to the exit code (0, 1 failed, 2 usage). */
 async function run(argv: readonly string[], io: Io): Promise<number> {
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    io.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
   const program = buildProgram(io);
   try {
     await program.parseAsync([...argv], { from: 'user' });

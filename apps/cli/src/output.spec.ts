@@ -1,9 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
   formatAge,
+  formatBytes,
   formatTags,
   formatTime,
   Output,
+  progressBar,
   renderKeyValue,
   renderTable,
   type TextSink,
@@ -108,5 +110,45 @@ describe('Output', () => {
     out.progressDone();
     expect(tty.text).toContain('50%');
     expect(tty.text.endsWith('\r\u001b[2K')).toBe(true);
+  });
+});
+
+describe('frame (watch views)', () => {
+  it('redraws over the previous frame on a terminal', () => {
+    const tty = sink(true);
+    const out = new Output(tty, sink(), false);
+    out.frame({}, () => 'a\nb');
+    out.frame({}, () => 'c');
+    expect(tty.text).toBe('a\nb\n\u001b[2F\u001b[Jc\n');
+    expect(out.interactive).toBe(true);
+  });
+
+  it('prints each frame below the last in a pipe, and JSON lines with --json', () => {
+    const pipe = sink(false);
+    const out = new Output(pipe, sink(), false);
+    out.frame({}, () => 'one');
+    out.frame({}, () => 'two');
+    expect(pipe.text).toBe('one\ntwo\n');
+    expect(out.interactive).toBe(false);
+    const json = sink(true);
+    const scripted = new Output(json, sink(), true);
+    scripted.frame({ n: 1 }, () => 'ignored');
+    scripted.frame({ n: 2 }, () => 'ignored');
+    expect(json.text).toBe('{"n":1}\n{"n":2}\n');
+    expect(scripted.interactive).toBe(false);
+  });
+});
+
+describe('progressBar and formatBytes', () => {
+  it('draws a bar of the fraction done', () => {
+    expect(progressBar(0, 10)).toBe('[..........]');
+    expect(progressBar(0.5, 10)).toBe('[#####.....]');
+    expect(progressBar(1.5, 4)).toBe('[####]');
+  });
+
+  it('speaks binary units', () => {
+    expect(formatBytes(512)).toBe('512 B');
+    expect(formatBytes(1536)).toBe('1.5 KiB');
+    expect(formatBytes(3 * 1024 * 1024)).toBe('3.0 MiB');
   });
 });

@@ -88,11 +88,19 @@ export function formatTime(at: string | number | null | undefined, nowMs: number
 
 /** The printer of one command run: JSON when `--json` was given, text otherwise. */
 export class Output {
+  /** Lines of the last `frame`, to redraw over. */
+  private frameLines = 0;
+
   constructor(
     private readonly stdout: TextSink,
     private readonly stderr: TextSink,
     readonly json: boolean,
   ) {}
+
+  /** Text for people on an interactive terminal: views may redraw in place. */
+  get interactive(): boolean {
+    return !this.json && this.stdout.isTTY === true;
+  }
 
   /** The command's result: `value` as JSON, or the text `human` renders. */
   result(value: unknown, human: () => string): void {
@@ -114,4 +122,40 @@ export class Output {
   progressDone(): void {
     if (!this.json && this.stderr.isTTY) this.stderr.write('\r\x1b[2K');
   }
+
+  /**
+   * A view that changes (`--watch`): redrawn in place on an interactive terminal, else
+   * printed again below; one JSON line per change with `--json`.
+   */
+  frame(value: unknown, human: () => string): void {
+    if (this.json) {
+      this.stdout.write(`${JSON.stringify(value)}\n`);
+      return;
+    }
+    const text = human();
+    // Cursor to the first line of the previous frame, then clear to the end of the screen.
+    if (this.stdout.isTTY && this.frameLines > 0) {
+      this.stdout.write(`\x1b[${this.frameLines}F\x1b[J`);
+    }
+    this.stdout.write(`${text}\n`);
+    this.frameLines = text.split('\n').length;
+  }
+}
+
+/** `[#######.......]` for a fraction in [0, 1]. */
+export function progressBar(fraction: number, width = 20): string {
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width);
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}]`;
+}
+
+/** `1.5 MiB`, `512 B`. */
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB'];
+  let value = n;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return unit === 0 ? `${n} B` : `${value.toFixed(1)} ${units[unit]}`;
 }

@@ -1,10 +1,12 @@
 import { type DynamicModule, Module, type Type } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
+import { ALERT_CONTROLLERS, ALERT_PROVIDERS } from './alerts/alert-providers.js';
 import { AccessGuard } from './auth/access.guard.js';
 import { DeviceTokens } from './auth/device-tokens.js';
 import { Broker } from './broker/broker.js';
 import { type CoreDeps, CoreModule } from './core.module.js';
+import { DashboardController } from './dashboard/dashboard.controller.js';
 import { DevicesController } from './devices/devices.controller.js';
 import { DevicesService } from './devices/devices.service.js';
 import { EnrollmentService } from './devices/enrollment.service.js';
@@ -12,6 +14,7 @@ import { EnrollmentsController } from './devices/enrollments.controller.js';
 import { HealthController } from './health/health.controller.js';
 import { DocsController, OPENAPI_DOCUMENT } from './http/docs.controller.js';
 import { buildOpenApi } from './http/openapi.js';
+import { OTA_CONTROLLERS, OTA_PROVIDERS } from './ota/ota-providers.js';
 import { LiveEvents } from './stream/live-events.js';
 import { StreamController } from './stream/stream.controller.js';
 import { TelemetryController } from './telemetry/telemetry.controller.js';
@@ -30,8 +33,12 @@ export const CONTROLLERS: Type[] = [
   DevicesController,
   TelemetryController,
   StreamController,
+  ...ALERT_CONTROLLERS,
+  ...OTA_CONTROLLERS,
   TokensController,
   DocsController,
+  // Last: its catch-all GET serves the app's client routes (no OpenAPI entries).
+  DashboardController,
 ];
 
 @Module({})
@@ -74,6 +81,8 @@ export class AppModule {
         },
         TelemetryService,
         Broker,
+        ...ALERT_PROVIDERS,
+        ...OTA_PROVIDERS,
       ],
     };
   }

@@ -49,6 +49,10 @@ export async function createApp(
     { parseAs: 'buffer', bodyLimit: deps.config.limits.maxMessageBytes },
     (_req, body, done) => done(null, body),
   );
+  // Firmware uploads (ota/): the body stays a stream, hashed and counted as it goes to disk.
+  fastify.addContentTypeParser('application/octet-stream', (_req, payload, done) =>
+    done(null, payload),
+  );
   app.enableShutdownHooks();
   return app;
 }

@@ -1,8 +1,10 @@
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { DEFAULT_AUDIENCE } from '@outpost/protocol/claims';
 import {
   ENROLLMENT_TOKEN_TTL_S,
   MAX_DEVICE_JWT_LIFETIME_S,
+  MAX_FIRMWARE_BYTES,
   MAX_MESSAGE_BYTES,
   MAX_RECORDS_PER_BATCH,
 } from '@outpost/protocol/limits';
@@ -16,6 +18,9 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v));
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+/** apps/dashboard/dist, from apps/ingest/src or apps/ingest/dist. */
+const DEFAULT_DASHBOARD_DIR = fileURLToPath(new URL('../../dashboard/dist', import.meta.url));
 
 /**
  * Every INGEST_* variable, its default next to it. SURFACES.md fixes the names of the first
@@ -50,6 +55,8 @@ const envSchema = z.object({
   ),
   INGEST_AUDIENCE: z.string().min(1).max(256).default(DEFAULT_AUDIENCE),
   INGEST_LOG_LEVEL: logLevel.default('info'),
+  /** The built operator dashboard served at `/`; default: apps/dashboard/dist of this repository. */
+  INGEST_DASHBOARD_DIR: optionalString,
 
   /** URL devices and the CLI use to reach this service; sent in the enrollment reply. */
   INGEST_PUBLIC_URL: optionalString.pipe(z.url().optional()),
@@ -82,8 +89,8 @@ const envSchema = z.object({
   INGEST_ALERT_TICK_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
   /** Readings waiting for alert evaluation; beyond it the oldest of a rule and device are dropped. */
   INGEST_ALERT_QUEUE_MAX: positiveInt.default(100_000),
-  /** Rule and device pairs evaluated at once. */
-  INGEST_ALERT_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
+  /** Rule and device pairs evaluated at once; their changes are committed together. */
+  INGEST_ALERT_CONCURRENCY: z.coerce.number().int().min(1).max(1024).default(64),
   /** How often rules and offline scopes are re-read (changes made by other replicas). */
   INGEST_ALERT_RULES_REFRESH_MS: positiveInt.default(10_000),
   /** How long a cached alert state is trusted before its version is checked in the store. */
@@ -99,6 +106,21 @@ const envSchema = z.object({
   INGEST_ALERT_WEBHOOK_CONCURRENCY: z.coerce.number().int().min(1).max(256).default(8),
   /** Delivered notifications are kept this long (dead letters until retried). */
   INGEST_ALERT_DELIVERED_RETENTION_S: positiveInt.default(7 * 86_400),
+
+  /** Largest firmware artifact accepted (bytes); uploads stream to disk, never to memory. */
+  INGEST_FIRMWARE_MAX_BYTES: positiveInt.max(MAX_FIRMWARE_BYTES).default(256 * 1024 * 1024),
+  /** Artifact download requests per device per minute before 429. */
+  INGEST_FIRMWARE_DOWNLOADS_PER_MINUTE: positiveInt.default(60),
+  /** A served artifact is hashed again when its file changed or its last check is older; 0 = every read. */
+  INGEST_FIRMWARE_VERIFY_TTL_S: z.coerce.number().int().min(0).default(300),
+  /** Running rollouts are evaluated this often (waves, soak, timeouts). */
+  INGEST_OTA_TICK_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
+  /** Default time an offered device has to answer before it fails with `timeout`. */
+  INGEST_OTA_OFFER_TIMEOUT_S: positiveInt.default(900),
+  /** Default time an updating device may stay silent before it fails with `timeout`. */
+  INGEST_OTA_UPDATE_TIMEOUT_S: positiveInt.default(3600),
+  /** Most devices one rollout may target. */
+  INGEST_OTA_MAX_TARGETS: positiveInt.default(100_000),
 });
 
 export type IngestConfig = Readonly<{
@@ -131,6 +153,15 @@ export type IngestConfig = Readonly<{
       retentionMs: number;
     }>;
   }>;
+  ota: Readonly<{
+    firmwareMaxBytes: number;
+    downloadsPerMinute: number;
+    verifyTtlMs: number;
+    tickMs: number;
+    offerTimeoutMs: number;
+    updateTimeoutMs: number;
+    maxTargets: number;
+  }>;
   bootstrapToken: string | undefined;
   influx:
     | Readonly<{
@@ -146,6 +177,7 @@ export type IngestConfig = Readonly<{
   redisUrl: string | undefined;
   audience: string;
   logLevel: z.infer<typeof logLevel>;
+  dashboardDir: string;
   limits: Readonly<{
     enrollmentTtlS: number;
     deviceJwtMaxLifetimeS: number;
@@ -211,6 +243,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         retentionMs: e.INGEST_ALERT_DELIVERED_RETENTION_S * 1000,
       },
     },
+    ota: {
+      firmwareMaxBytes: e.INGEST_FIRMWARE_MAX_BYTES,
+      downloadsPerMinute: e.INGEST_FIRMWARE_DOWNLOADS_PER_MINUTE,
+      verifyTtlMs: e.INGEST_FIRMWARE_VERIFY_TTL_S * 1000,
+      tickMs: e.INGEST_OTA_TICK_MS,
+      offerTimeoutMs: e.INGEST_OTA_OFFER_TIMEOUT_S * 1000,
+      updateTimeoutMs: e.INGEST_OTA_UPDATE_TIMEOUT_S * 1000,
+      maxTargets: e.INGEST_OTA_MAX_TARGETS,
+    },
     bootstrapToken: e.INGEST_BOOTSTRAP_TOKEN,
     influx: e.INGEST_INFLUX_URL
       ? {
@@ -226,6 +267,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     redisUrl: e.INGEST_REDIS_URL,
     audience: e.INGEST_AUDIENCE,
     logLevel: e.INGEST_LOG_LEVEL,
+    dashboardDir: resolve(e.INGEST_DASHBOARD_DIR ?? DEFAULT_DASHBOARD_DIR),
     limits: {
       enrollmentTtlS: e.INGEST_ENROLLMENT_TTL_S,
       deviceJwtMaxLifetimeS: e.INGEST_DEVICE_JWT_MAX_LIFETIME_S,

@@ -1,13 +1,31 @@
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { generateKeyPair } from '@outpost/signing/keys';
-import { type Command, Option } from 'commander';
+import { Argument, type Command, Option } from 'commander';
+import { z } from 'zod';
 import type { CliContext } from '../context.js';
 import { CliError } from '../errors.js';
-import { algSchema, parser } from '../flags.js';
-import { renderKeyValue } from '../output.js';
-import { exists, makePrivateDir, writePrivateFile } from '../private-files.js';
+import { algSchema, nameSchema, parser } from '../flags.js';
+import { type ReleaseKey, releaseKeyListSchema, releaseKeySchema } from '../ota-schemas.js';
+import { formatAge, renderKeyValue, renderTable } from '../output.js';
+import { exists, fileError, makePrivateDir, writePrivateFile } from '../private-files.js';
 
-/** `outpost keys generate`: a release key pair for signing firmware manifests (PROTOCOL.md §1). */
+/**
+ * `outpost keys …`: release key pairs that sign firmware manifests (PROTOCOL.md §1), made
+ * here; the service is told only their public halves (`keys add`) and never signs.
+ */
+
+const kidSchema = z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'a kid is a 43-character thumbprint');
+
+export function releaseKeyColumns(now: number) {
+  return [
+    { header: 'kid', value: (k: ReleaseKey) => k.kid },
+    { header: 'alg', value: (k: ReleaseKey) => k.alg },
+    { header: 'name', value: (k: ReleaseKey) => k.name ?? '-' },
+    { header: 'state', value: (k: ReleaseKey) => (k.revokedAt ? 'revoked' : 'trusted') },
+    { header: 'added', value: (k: ReleaseKey) => formatAge(k.createdAt, now) },
+  ];
+}
 
 const PUBLIC_FILE_MODE = 0o644;
 
@@ -66,4 +84,58 @@ export function registerKeysCommands(program: Command, ctx: CliContext): void {
         );
       },
     );
+  keys
+    .command('add')
+    .description('trust a release public key (FILE.pub.json) for firmware uploads and devices')
+    .addArgument(new Argument('<file>', 'the public key, as `keys generate` wrote it'))
+    .option('--name <name>', 'whose key it is', parser(nameSchema))
+    .action(async (file: string, flags: { name?: string }, command: Command) => {
+      const out = ctx.output(command);
+      let publicKey: unknown;
+      try {
+        publicKey = JSON.parse(await readFile(file, 'utf8'));
+      } catch (err) {
+        throw err instanceof SyntaxError
+          ? new CliError('invalid', 'key_invalid', `${file} is not a JSON key`)
+          : fileError(err, file, 'cannot read the key');
+      }
+      if (typeof publicKey === 'object' && publicKey !== null && 'd' in publicKey) {
+        throw new CliError('invalid', 'key_private', `${file} is a private key`, {
+          hint: 'give the public half (FILE.pub.json); the private key never leaves this machine',
+        });
+      }
+      const client = await ctx.client(command);
+      const key = await client.post('/api/v1/release-keys', releaseKeySchema, {
+        json: { publicKey, ...(flags.name ? { name: flags.name } : {}) },
+      });
+      out.result(key, () => `trusted release key ${key.kid}${key.name ? ` (${key.name})` : ''}`);
+    });
+
+  keys
+    .command('list')
+    .description('release keys the service trusts (and revoked ones)')
+    .action(async (_flags: object, command: Command) => {
+      const out = ctx.output(command);
+      const client = await ctx.client(command);
+      const list = await client.get('/api/v1/release-keys', releaseKeyListSchema);
+      out.result(list, () =>
+        list.length === 0 ? 'no release keys' : renderTable(list, releaseKeyColumns(ctx.now())),
+      );
+    });
+
+  keys
+    .command('revoke')
+    .description('stop trusting a release key; devices are told (never the last key)')
+    .addArgument(
+      new Argument('<kid>', 'key id (from `outpost keys list`)').argParser(parser(kidSchema)),
+    )
+    .action(async (kid: string, _flags: object, command: Command) => {
+      const out = ctx.output(command);
+      const client = await ctx.client(command);
+      const key = await client.delete(
+        `/api/v1/release-keys/${encodeURIComponent(kid)}`,
+        releaseKeySchema,
+      );
+      out.result(key, () => `revoked release key ${key.kid}`);
+    });
 }

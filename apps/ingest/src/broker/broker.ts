@@ -65,6 +65,12 @@ export interface DeviceEventMessage {
   event: ReturnType<typeof deviceEventSchema.parse>;
 }
 
+/** A session subscribed to `deviceId`'s commands topic (its own, or a gateway's child's). */
+export interface CommandsSubscription {
+  deviceId: string;
+  subscriber: string;
+}
+
 /**
  * The embedded MQTT broker (aedes) on TCP, TLS and WebSocket, with device identity
  * (PROTOCOL.md §3), the topic ACL (§4), and refusals as §9 says. aedes' defaults are
@@ -92,6 +98,7 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
   private readonly log: Logger;
   private readonly listeners: (() => void)[] = [];
   private readonly eventHandlers = new Set<(m: DeviceEventMessage) => void>();
+  private readonly subscribeHandlers = new Set<(s: CommandsSubscription) => void>();
   private readonly sessionsGauge: Gauge;
   private readonly refusedConnections: Counter<'reason'>;
   private readonly refusedMessages: Counter<'reason'>;
@@ -164,6 +171,7 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
     aedes.authorizeForward = (client, packet) => this.authorizeForward(client, packet);
     aedes.on('client', (client) => this.onClient(client));
     aedes.on('clientDisconnect', (client) => this.onClientGone(client));
+    aedes.on('subscribe', (subscriptions, client) => this.onSubscribed(subscriptions, client));
     aedes.on('keepaliveTimeout', (client) => {
       const session = this.sessions.get(client);
       if (session) session.closeReason ??= 'keepalive_timeout';
@@ -258,6 +266,15 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
   onDeviceEvent(handler: (m: DeviceEventMessage) => void): () => void {
     this.eventHandlers.add(handler);
     return () => this.eventHandlers.delete(handler);
+  }
+
+  /**
+   * A device (or a gateway, for a child) listens on a commands topic from now on: the moment
+   * to send what it missed while away (OTA offers, release keys).
+   */
+  onCommandsSubscribed(handler: (s: CommandsSubscription) => void): () => void {
+    this.subscribeHandlers.add(handler);
+    return () => this.subscribeHandlers.delete(handler);
   }
 
   isOnline(deviceId: string): boolean {
@@ -512,6 +529,24 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
         handler({ deviceId, event: parsed.data });
       } catch (err) {
         this.log.error({ err, deviceId }, 'event handler failed');
+      }
+    }
+  }
+
+  private onSubscribed(subscriptions: Subscription[], client: Client): void {
+    const session = this.sessions.get(client);
+    if (!session) return;
+    for (const sub of subscriptions) {
+      // Granted QoS 128 marks a refused filter [MQTT-3.9.3-2].
+      if ((sub.qos as number) === 128) continue;
+      const topic = parseTopic(sub.topic);
+      if (topic?.channel !== 'commands') continue;
+      for (const handler of this.subscribeHandlers) {
+        try {
+          handler({ deviceId: topic.deviceId, subscriber: session.deviceId });
+        } catch (err) {
+          this.log.error({ err, deviceId: topic.deviceId }, 'subscribe handler failed');
+        }
       }
     }
   }

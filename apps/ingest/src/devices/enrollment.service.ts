@@ -13,6 +13,7 @@ import type { IngestConfig } from '../config.js';
 import { RateLimited } from '../errors.js';
 import { CLOCK, type Clock, CONFIG, RANDOM, type Random, REGISTRY_STORE } from '../injection.js';
 import { SERVICE_ISSUER, ServiceKeys } from '../keys/service-keys.js';
+import { ReleaseKeysService } from '../ota/release-keys.service.js';
 import type { RegistryStore } from '../registry/registry-store.js';
 import { EnrollmentRefused } from './device-errors.js';
 import type { CreateEnrollment } from './device-schemas.js';
@@ -36,6 +37,7 @@ export class EnrollmentService {
     @Inject(RANDOM) private readonly random: Random,
     private readonly keys: ServiceKeys,
     private readonly devices: DevicesService,
+    private readonly releaseKeys: ReleaseKeysService,
   ) {
     this.failures = new FailureLimiter(config.limits.authFailuresPerMinute);
   }
@@ -91,6 +93,8 @@ export class EnrollmentService {
         now: nowS,
       });
       const jwk = parsePublicJwk(request.publicKey);
+      // Read before the token is consumed: the reply must not fail after it is.
+      const releaseKeys = await this.releaseKeys.forEnrollment(token.claims.sub);
       const outcome = await this.store.completeEnrollment(
         token.claims.jti,
         {
@@ -108,7 +112,7 @@ export class EnrollmentService {
         endpoints,
         audience: this.config.audience,
         jwks: this.keys.jwks,
-        releaseKeys: [] as unknown[],
+        releaseKeys,
       };
     } catch (err) {
       // Only failed authentication counts: a token already used (409) is an honest race.

@@ -60,7 +60,7 @@ const NETWORK_ERRORS = new Set([
 ]);
 
 /** The server is unreachable, shutting down, or refusing connections: retry later. */
-function isUnavailable(err: unknown): boolean {
+export function isUnavailable(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string') {

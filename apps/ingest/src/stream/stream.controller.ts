@@ -1,13 +1,26 @@
 import { Controller, Get, Req, Res } from '@nestjs/common';
 import type { FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
 import { Roles } from '../auth/access.js';
 import { ApiDoc } from '../http/openapi.js';
 import { ZQuery } from '../http/zod.js';
-import { type StreamQuery, streamQuerySchema } from '../telemetry/telemetry-schemas.js';
+import { streamQuerySchema } from '../telemetry/telemetry-schemas.js';
 import { type LiveEventMap, LiveEvents } from './live-events.js';
 import { SseClient } from './sse-client.js';
 
 const HEARTBEAT_MS = 15_000;
+
+const STREAM_TYPES = ['readings', 'status', 'alerts', 'rollouts'] as const;
+/** The telemetry stream query, with alert transitions and rollout progress as further kinds. */
+const streamQuery = streamQuerySchema.extend({
+  types: z
+    .preprocess(
+      (v) => (typeof v === 'string' ? [v] : v),
+      z.array(z.enum(STREAM_TYPES)).max(STREAM_TYPES.length),
+    )
+    .optional(),
+});
+type StreamQuery = z.output<typeof streamQuery>;
 
 @Controller('api/v1')
 export class StreamController {
@@ -17,12 +30,12 @@ export class StreamController {
   @Roles('viewer')
   @ApiDoc({
     summary:
-      'Server-Sent Events: readings (filter with device=… and metric=…, repeatable) and device status',
-    query: streamQuerySchema,
+      'Server-Sent Events: readings (filter with device=… and metric=…, repeatable), device status, alert transitions and rollout progress (types=readings|status|alerts|rollouts)',
+    query: streamQuery,
     tag: 'stream',
   })
   stream(
-    @ZQuery(streamQuerySchema) q: StreamQuery,
+    @ZQuery(streamQuery) q: StreamQuery,
     @Req() request: FastifyRequest,
     @Res() reply: FastifyReply,
   ) {
@@ -31,7 +44,7 @@ export class StreamController {
     client.open(3000);
     const devices = q.device ? new Set(q.device) : undefined;
     const metrics = q.metric ? new Set(q.metric) : undefined;
-    const types = new Set(q.types ?? ['readings', 'status']);
+    const types = new Set(q.types ?? STREAM_TYPES);
 
     const onReadings = ({ publisher, points }: LiveEventMap['readings'][0]) => {
       const selected = points.filter(
@@ -55,14 +68,28 @@ export class StreamController {
         client.send('status', { ...s, at: new Date(s.at).toISOString() });
       }
     };
+    // Alert transitions as their notification message (alerts/notification.ts).
+    const onAlerts = (m: LiveEventMap['alerts'][0]) => {
+      if (!devices || devices.has(m.alert.device)) client.send('alerts', m);
+    };
+    // Rollout progress: each device's change, and each rollout's summary per wave.
+    const onRollouts = (e: LiveEventMap['rollouts'][0]) => {
+      if (e.kind === 'progress' || !devices || devices.has(e.device.deviceId)) {
+        client.send('rollouts', e);
+      }
+    };
     if (types.has('readings')) this.live.on('readings', onReadings);
     if (types.has('status')) this.live.on('status', onStatus);
+    if (types.has('alerts')) this.live.on('alerts', onAlerts);
+    if (types.has('rollouts')) this.live.on('rollouts', onRollouts);
     const heartbeat = setInterval(() => client.heartbeat(), HEARTBEAT_MS);
     heartbeat.unref();
     request.raw.on('close', () => {
       clearInterval(heartbeat);
       this.live.off('readings', onReadings);
       this.live.off('status', onStatus);
+      this.live.off('alerts', onAlerts);
+      this.live.off('rollouts', onRollouts);
     });
   }
 }

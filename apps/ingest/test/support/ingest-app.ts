@@ -113,13 +113,24 @@ export function apiClient(url: string, adminToken: string): ApiClient {
 export async function enrollDevice(
   ingest: { api: ApiClient; clock: { now(): number } },
   deviceId: string,
-  extra: {
-    kind?: 'device' | 'gateway';
-    gateway?: string;
-    tags?: Record<string, string>;
-    alg?: 'EdDSA' | 'ES256';
-  } = {},
+  extra: EnrollExtra = {},
 ): Promise<KeyPair> {
+  return (await enrollWithReply(ingest, deviceId, extra)).pair;
+}
+
+type EnrollExtra = {
+  kind?: 'device' | 'gateway';
+  gateway?: string;
+  tags?: Record<string, string>;
+  alg?: 'EdDSA' | 'ES256';
+};
+
+/** Like `enrollDevice`, also returning the enrollment reply (JWKS, release keys, endpoints). */
+export async function enrollWithReply(
+  ingest: { api: ApiClient; clock: { now(): number } },
+  deviceId: string,
+  extra: EnrollExtra = {},
+): Promise<{ pair: KeyPair; reply: Record<string, unknown> }> {
   const { alg, ...rest } = extra;
   const created = await ingest.api('POST', '/api/v1/enrollments', { deviceId, ...rest });
   if (created.status !== 201) throw new Error(`enrollment: ${JSON.stringify(created.body)}`);
@@ -136,7 +147,7 @@ export async function enrollDevice(
     { token: null },
   );
   if (enrolled.status !== 201) throw new Error(`enroll: ${JSON.stringify(enrolled.body)}`);
-  return pair;
+  return { pair, reply: enrolled.body };
 }
 
 export async function waitUntil<T>(
