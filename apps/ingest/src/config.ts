@@ -205,6 +205,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.INGEST_INFLUX_URL && e.INGEST_INFLUX_API === 'v1' && !e.INGEST_INFLUX_DATABASE) {
     problems.push('INGEST_INFLUX_DATABASE: required when INGEST_INFLUX_API=v1');
   }
+  // Several replicas need shared broker state and fan-out (Redis); until that lands, a set
+  // INGEST_REDIS_URL must not be silently ignored.
+  if (e.INGEST_REDIS_URL) {
+    problems.push(
+      'INGEST_REDIS_URL: cluster mode (several replicas over Redis) is not available in this version; unset it to run one node',
+    );
+  }
   if (Boolean(e.INGEST_MQTT_TLS_CERT) !== Boolean(e.INGEST_MQTT_TLS_KEY)) {
     problems.push('INGEST_MQTT_TLS_CERT / INGEST_MQTT_TLS_KEY: set both or neither');
   }
