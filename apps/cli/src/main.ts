@@ -8,6 +8,7 @@ import { registerFirmwareCommands } from './commands/firmware.js';
 import { registerKeysCommands } from './commands/keys.js';
 import { registerLoginCommand } from './commands/login.js';
 import { registerRolloutCommands } from './commands/rollout.js';
+import { registerTelemetryCommands } from './commands/telemetry.js';
 import { registerTokenCommands } from './commands/tokens.js';
 import {
   type Environment,
@@ -99,6 +100,7 @@ function buildProgram(io: Io): Command {
   registerRolloutCommands(program, ctx);
   registerTokenCommands(program, ctx);
   registerAlertCommands(program, ctx);
+  registerTelemetryCommands(program, ctx);
   return program;
 }
 

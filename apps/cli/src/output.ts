@@ -108,6 +108,11 @@ export class Output {
     if (text !== '') this.stdout.write(`${text}\n`);
   }
 
+  /** One item of a stream (`tail`): a JSON line with `--json`, else a text line. */
+  line(value: unknown, human: () => string): void {
+    this.stdout.write(`${this.json ? JSON.stringify(value) : human()}\n`);
+  }
+
   /** A line for people only (never in `--json` output), on stderr. */
   note(text: string): void {
     if (!this.json) this.stderr.write(`${text}\n`);
