@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseDuration } from '@outpost/protocol/duration';
@@ -77,6 +77,8 @@ async function runSerial(scenario: Scenario, options: RunOptions): Promise<void>
   const ownedDir =
     options.ptyDir === undefined ? await mkdtemp(join(tmpdir(), 'outpost-sim-')) : undefined;
   const ptyDir = options.ptyDir ?? ownedDir!;
+  // A given --pty-dir is made if it does not exist yet.
+  await mkdir(ptyDir, { recursive: true });
   const fleet = await startSerialFleet(scenario, {
     ptyDir,
     ...(options.socat === undefined ? {} : { socat: options.socat }),
