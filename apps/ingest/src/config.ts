@@ -84,6 +84,8 @@ const envSchema = z.object({
   INGEST_OUTBOX_MAX_POINTS: positiveInt.default(50_000_000),
   /** Group-commit window of the durable telemetry outbox. */
   INGEST_OUTBOX_GROUP_COMMIT_MS: z.coerce.number().int().min(0).max(100).default(2),
+  /** Writes from the outbox to the telemetry store in flight at once. */
+  INGEST_OUTBOX_WRITES_IN_FLIGHT: z.coerce.number().int().min(1).max(16).default(3),
 
   /** Alert timers (`for`, `clearFor`, offline rules) and the webhook queue are checked this often. */
   INGEST_ALERT_TICK_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
@@ -136,7 +138,7 @@ export type IngestConfig = Readonly<{
     maxTakeoversPerMinute: number;
     connectivityFlushMs: number;
   }>;
-  outbox: Readonly<{ maxPoints: number; groupCommitMs: number }>;
+  outbox: Readonly<{ maxPoints: number; groupCommitMs: number; writesInFlight: number }>;
   alerts: Readonly<{
     tickMs: number;
     queueMax: number;
@@ -233,6 +235,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     outbox: {
       maxPoints: e.INGEST_OUTBOX_MAX_POINTS,
       groupCommitMs: e.INGEST_OUTBOX_GROUP_COMMIT_MS,
+      writesInFlight: e.INGEST_OUTBOX_WRITES_IN_FLIGHT,
     },
     alerts: {
       tickMs: e.INGEST_ALERT_TICK_MS,

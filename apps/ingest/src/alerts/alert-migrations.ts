@@ -80,6 +80,9 @@ export const SQLITE_ALERT_MIGRATIONS: readonly Migration[] = [
         dead_at INTEGER
       );
       CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at) WHERE state = 'queued';
+      -- The notifications of one rule and device to one URL go out in order (rowid order).
+      CREATE INDEX alert_deliveries_order ON alert_deliveries (rule_id, device, url)
+        WHERE state = 'queued';
       CREATE INDEX alert_deliveries_dead ON alert_deliveries (dead_at, id) WHERE state = 'dead';
       CREATE INDEX alert_deliveries_done ON alert_deliveries (delivered_at) WHERE state = 'delivered';
       CREATE TABLE alert_activity (
@@ -146,6 +149,8 @@ export const POSTGRES_ALERT_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX alerts_by_device ON alerts (device, opened_at);
       CREATE TABLE alert_deliveries (
         id TEXT COLLATE "C" PRIMARY KEY,
+        -- Insertion order: the notifications of one rule and device to one URL go out in order.
+        seq BIGSERIAL NOT NULL,
         alert_id TEXT NOT NULL,
         rule_id TEXT NOT NULL,
         device TEXT NOT NULL,
@@ -163,6 +168,8 @@ export const POSTGRES_ALERT_MIGRATIONS: readonly Migration[] = [
         dead_at BIGINT
       );
       CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_at) WHERE state = 'queued';
+      CREATE INDEX alert_deliveries_order ON alert_deliveries (rule_id, device, url, seq)
+        WHERE state = 'queued';
       CREATE INDEX alert_deliveries_dead ON alert_deliveries (dead_at, id) WHERE state = 'dead';
       CREATE INDEX alert_deliveries_done ON alert_deliveries (delivered_at) WHERE state = 'delivered';
       CREATE TABLE alert_activity (

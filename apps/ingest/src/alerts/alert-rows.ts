@@ -174,11 +174,12 @@ export function alertParams(a: AlertWrite): (string | number | null)[] {
 export const ALERT_COLUMNS =
   'id, rule_id, device, metric, severity, status, opened_at, fired_at, closed_at, value, peak, paged, quiet, flapping, flaps, summary, updated_at';
 
-/** Engine writes never touch the acknowledgement columns. */
+/** Engine writes never touch the acknowledgement columns; an empty summary keeps the last one. */
 export const ALERT_UPDATE = `status = excluded.status, severity = excluded.severity,
   fired_at = excluded.fired_at, closed_at = excluded.closed_at, value = excluded.value,
   peak = excluded.peak, paged = excluded.paged, quiet = excluded.quiet,
-  flapping = excluded.flapping, flaps = excluded.flaps, summary = excluded.summary,
+  flapping = excluded.flapping, flaps = excluded.flaps,
+  summary = CASE WHEN excluded.summary = '' THEN alerts.summary ELSE excluded.summary END,
   updated_at = excluded.updated_at`;
 
 export const ALERT_SELECT = `SELECT a.*, r.name AS rule_name FROM alerts a

@@ -1,9 +1,8 @@
+import { parseDuration } from '@outpost/protocol/duration';
 import { ALERT_SEVERITIES } from '@outpost/protocol/events';
 import { deviceIdSchema, metricNameSchema } from '@outpost/protocol/ids';
-import { parseDuration } from '@outpost/protocol/duration';
 import { nameSchema, tagsSchema } from '@outpost/protocol/tags';
 import { z } from 'zod';
-import { tagsSchema } from '@outpost/protocol/tags';
 import type { AlertCursor, AlertRecord, DeliveryRecord } from './alert-store.js';
 import { ALERT_EVENTS } from './notification.js';
 import {
@@ -21,30 +20,31 @@ const DAY_MS = 86_400_000;
 
 /** `30s`, `5m`, `1500ms`, or a number of seconds; to milliseconds within [min, max]. */
 const duration = (minMs: number, maxMs: number) =>
-  z
-    .union([z.string().max(32), z.number().nonnegative()])
-    .transform((value, ctx) => {
-      const ms = typeof value === 'number' ? Math.round(value * 1000) : parseDuration(value);
-      if (ms === undefined) {
-        ctx.addIssue({ code: 'custom', message: 'expected a duration such as 30s, 5m or 2h' });
-        return z.NEVER;
-      }
-      if (ms < minMs || ms > maxMs) {
-        ctx.addIssue({
-          code: 'custom',
-          message: `must be between ${durationText(minMs)} and ${durationText(maxMs)}`,
-        });
-        return z.NEVER;
-      }
-      return ms;
-    });
+  z.union([z.string().max(32), z.number().nonnegative()]).transform((value, ctx) => {
+    const ms = typeof value === 'number' ? Math.round(value * 1000) : parseDuration(value);
+    if (ms === undefined) {
+      ctx.addIssue({ code: 'custom', message: 'expected a duration such as 30s, 5m or 2h' });
+      return z.NEVER;
+    }
+    if (ms < minMs || ms > maxMs) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be between ${durationText(minMs)} and ${durationText(maxMs)}`,
+      });
+      return z.NEVER;
+    }
+    return ms;
+  });
 
 const limit = z.number().refine(Number.isFinite, 'must be a finite number');
 
 export const webhookUrlSchema = z
   .url({ protocol: /^https?$/, message: 'webhooks are http:// or https:// URLs' })
   .max(2048)
-  .refine((u) => !/^https?:\/\/[^/?#]*@/i.test(u), 'no credentials in the URL: requests are signed');
+  .refine(
+    (u) => !/^https?:\/\/[^/?#]*@/i.test(u),
+    'no credentials in the URL: requests are signed',
+  );
 
 export const channelSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('webhook'), url: webhookUrlSchema }),
@@ -63,7 +63,10 @@ const common = {
   scope: scopeSchema.default({}),
   severity: z.enum(ALERT_SEVERITIES).default('warning'),
   /** Paging channels; every transition also goes to the SSE stream. Default: the log. */
-  channels: z.array(channelSchema).max(10).default([{ type: 'log' }]),
+  channels: z
+    .array(channelSchema)
+    .max(10)
+    .default([{ type: 'log' }]),
 };
 
 const flapSchema = z.strictObject({
@@ -115,7 +118,11 @@ export const ruleInputSchema = z
     };
     const base = { scope, severity: r.severity, channels: r.channels as Channel[] };
     if (r.kind === 'offline') {
-      return { name: r.name, enabled: r.enabled, spec: { kind: 'offline', afterMs: r.after, ...base } };
+      return {
+        name: r.name,
+        enabled: r.enabled,
+        spec: { kind: 'offline', afterMs: r.after, ...base },
+      };
     }
     return {
       name: r.name,
@@ -162,10 +169,7 @@ export const patchRuleSchema = z
     severity: z.enum(ALERT_SEVERITIES).optional(),
     channels: z.array(channelSchema).max(10).optional(),
     backfill: z.enum(['record', 'page']).optional(),
-    flap: z
-      .strictObject({ fires: z.number().int(), window: anyDuration })
-      .nullable()
-      .optional(),
+    flap: z.strictObject({ fires: z.number().int(), window: anyDuration }).nullable().optional(),
   })
   .refine((p) => Object.keys(p).length > 0, 'nothing to change');
 export type PatchRule = z.output<typeof patchRuleSchema>;
@@ -177,7 +181,8 @@ export function ruleInputOf(spec: RuleSpec): Record<string, unknown> {
     severity: spec.severity,
     channels: spec.channels,
   };
-  if (spec.kind === 'offline') return { kind: 'offline', after: durationText(spec.afterMs), ...base };
+  if (spec.kind === 'offline')
+    return { kind: 'offline', after: durationText(spec.afterMs), ...base };
   return {
     kind: 'threshold',
     metric: spec.metric,
@@ -210,38 +215,35 @@ export function mergePatch(
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export const ruleViewSchema = z
-  .looseObject({
-    id: z.string(),
-    name: z.string(),
-    kind: z.enum(['threshold', 'offline']),
-    enabled: z.boolean(),
-    /** The condition in one line, e.g. `temperature > 90 for 30s, clears < 85`. */
-    condition: z.string(),
-    metric: z.string().optional(),
-    above: z.number().optional(),
-    below: z.number().optional(),
-    clearBelow: z.number().optional(),
-    clearAbove: z.number().optional(),
-    for: z.string().optional(),
-    clearFor: z.string().optional(),
-    rate: z.string().optional(),
-    after: z.string().optional(),
-    scope: z.object({
-      devices: z.array(z.string()).optional(),
-      tags: z.record(z.string(), z.string()).optional(),
-      gateway: z.string().optional(),
-    }),
-    severity: z.enum(ALERT_SEVERITIES),
-    channels: z.array(
-      z.object({ type: z.enum(['webhook', 'log']), url: z.string().optional() }),
-    ),
-    backfill: z.enum(['record', 'page']).optional(),
-    flap: z.object({ fires: z.number(), window: z.string() }).nullable().optional(),
-    createdBy: z.string(),
-    createdAt: z.iso.datetime(),
-    updatedAt: z.iso.datetime(),
-  });
+export const ruleViewSchema = z.looseObject({
+  id: z.string(),
+  name: z.string(),
+  kind: z.enum(['threshold', 'offline']),
+  enabled: z.boolean(),
+  /** The condition in one line, e.g. `temperature > 90 for 30s, clears < 85`. */
+  condition: z.string(),
+  metric: z.string().optional(),
+  above: z.number().optional(),
+  below: z.number().optional(),
+  clearBelow: z.number().optional(),
+  clearAbove: z.number().optional(),
+  for: z.string().optional(),
+  clearFor: z.string().optional(),
+  rate: z.string().optional(),
+  after: z.string().optional(),
+  scope: z.object({
+    devices: z.array(z.string()).optional(),
+    tags: z.record(z.string(), z.string()).optional(),
+    gateway: z.string().optional(),
+  }),
+  severity: z.enum(ALERT_SEVERITIES),
+  channels: z.array(z.object({ type: z.enum(['webhook', 'log']), url: z.string().optional() })),
+  backfill: z.enum(['record', 'page']).optional(),
+  flap: z.object({ fires: z.number(), window: z.string() }).nullable().optional(),
+  createdBy: z.string(),
+  createdAt: z.iso.datetime(),
+  updatedAt: z.iso.datetime(),
+});
 export type RuleView = z.infer<typeof ruleViewSchema>;
 
 export const createdRuleSchema = ruleViewSchema.extend({

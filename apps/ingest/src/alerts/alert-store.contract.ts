@@ -197,6 +197,46 @@ export function alertStoreContract(
       ).toMatchObject({ ok: true });
     });
 
+    it('commits many changes at once, each on its own', async () => {
+      await store.commit(commit());
+      const results = await store.commitMany([
+        commit({
+          device: 'dev-2',
+          alerts: [alert('m2', { device: 'dev-2' })],
+          state: firing('m2'),
+        }),
+        // A stale version: refused, alone.
+        commit({ deliveries: [delivery('m-stale')] }),
+        // A second open alert for dev-1: refused, alone.
+        commit({
+          expectedVersion: 1,
+          alerts: [alert('m3')],
+          state: firing('m3'),
+          deliveries: [delivery('m-second')],
+        }),
+        commit({
+          device: 'dev-4',
+          alerts: [alert('m4', { device: 'dev-4' })],
+          state: firing('m4'),
+          deliveries: [delivery('m4-d', { alertId: 'm4', device: 'dev-4' })],
+        }),
+      ]);
+      expect(results).toEqual([
+        { ok: true, version: 1 },
+        { ok: false, conflict: 'state' },
+        { ok: false, conflict: 'open_alert' },
+        { ok: true, version: 1 },
+      ]);
+      expect(await store.getAlert('m2')).not.toBeNull();
+      expect(await store.getAlert('m3')).toBeNull();
+      expect(await store.getAlert('m4')).not.toBeNull();
+      expect(await store.getDelivery('m-stale')).toBeNull();
+      expect(await store.getDelivery('m-second')).toBeNull();
+      expect(await store.getDelivery('m4-d')).not.toBeNull();
+      expect(await store.stateVersion('r1', 'dev-1')).toBe(1);
+      expect(await store.commitMany([])).toEqual([]);
+    });
+
     it('lets exactly one of many concurrent writers on several connections open an alert', async () => {
       const writers = [store, await other(), await other()];
       const results = await Promise.all(
@@ -309,7 +349,12 @@ export function alertStoreContract(
 
     it('runs the delivery queue: claim with a lease, retry later, dead-letter, retry by hand', async () => {
       await store.commit(
-        commit({ deliveries: [delivery('d1'), delivery('d2', { createdAt: T0 + 1 })] }),
+        commit({
+          deliveries: [
+            delivery('d1'),
+            delivery('d2', { alertId: 'a2', device: 'dev-2', createdAt: T0 + 1 }),
+          ],
+        }),
       );
       const first = await store.claimDeliveries(T0 + 1, 10, 5000);
       expect(first.map((d) => [d.id, d.attempts, d.state])).toEqual([
@@ -366,7 +411,9 @@ export function alertStoreContract(
 
     it('pages dead letters newest first', async () => {
       const ids = ['e1', 'e2', 'e3'];
-      await store.commit(commit({ deliveries: ids.map((id) => delivery(id)) }));
+      await store.commit(
+        commit({ deliveries: ids.map((id) => delivery(id, { alertId: id, device: id })) }),
+      );
       const claimed = await store.claimDeliveries(T0, 10, 10);
       for (const [i, d] of claimed.entries()) {
         await store.deliveryFailed(d.id, 1, { at: T0 + i, error: 'x', status: 410, retryAt: null });
@@ -378,7 +425,7 @@ export function alertStoreContract(
 
     it('hands each due delivery to exactly one of several concurrent senders', async () => {
       const deliveries = Array.from({ length: 40 }, (_, i) =>
-        delivery(`q${String(i).padStart(2, '0')}`),
+        delivery(`q${String(i).padStart(2, '0')}`, { alertId: `qa${i}`, device: `qd${i}` }),
       );
       await store.commit(commit({ deliveries }));
       const senders = [store, await other(), await other()];
@@ -388,6 +435,56 @@ export function alertStoreContract(
       const ids = batches.flat().map((d) => d.id);
       expect(new Set(ids).size).toBe(ids.length);
       expect(ids.length).toBe(40);
+    });
+
+    it('hands out the notifications of one rule and device to one URL in order, one at a time', async () => {
+      const other = 'http://127.0.0.1:9/other';
+      await store.commit(
+        commit({
+          deliveries: [
+            delivery('o1-firing'),
+            delivery('o2-other-url', { url: other }),
+            delivery('o3-resolved', { event: 'alert.resolved' }),
+            delivery('o4-other-device', { alertId: 'b1', device: 'dev-2' }),
+          ],
+        }),
+      );
+      const first = await store.claimDeliveries(T0, 10, 60_000);
+      expect(first.map((d) => d.id)).toEqual(['o1-firing', 'o2-other-url', 'o4-other-device']);
+      // Leased, not done: the resolve still waits for the fire.
+      expect(
+        (await store.claimDeliveries(T0 + 60_001, 10, 60_000)).map((d) => [d.id, d.attempts]),
+      ).toEqual([
+        ['o1-firing', 2],
+        ['o2-other-url', 2],
+        ['o4-other-device', 2],
+      ]);
+      await store.deliveryFailed('o1-firing', 2, {
+        at: T0,
+        error: 'HTTP 500',
+        status: 500,
+        retryAt: T0 + 200_000,
+      });
+      expect((await store.claimDeliveries(T0 + 120_002, 10, 1)).map((d) => d.id)).toEqual([
+        'o2-other-url',
+        'o4-other-device',
+      ]);
+      // Once the earlier one is settled (here: a dead letter), the next goes.
+      const claimed = await store.claimDeliveries(T0 + 200_000, 10, 1);
+      expect(claimed.map((d) => d.id).sort()).toEqual([
+        'o1-firing',
+        'o2-other-url',
+        'o4-other-device',
+      ]);
+      await store.deliveryFailed('o1-firing', 3, {
+        at: T0,
+        error: 'x',
+        status: 410,
+        retryAt: null,
+      });
+      expect((await store.claimDeliveries(T0 + 200_002, 10, 1)).map((d) => d.id)).toContain(
+        'o3-resolved',
+      );
     });
 
     it('remembers when devices were last heard from, never going back', async () => {

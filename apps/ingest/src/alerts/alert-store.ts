@@ -8,6 +8,9 @@ import type { RuleRecord } from './rule.js';
  * Times are epoch milliseconds.
  */
 
+/** Injection token of the configured store. */
+export const ALERT_STORE = Symbol('ALERT_STORE');
+
 export interface AlertRecord {
   id: string;
   ruleId: string;
@@ -154,6 +157,11 @@ export interface AlertStore {
    * whoever writes: the store refuses a second one.
    */
   commit(change: StateCommit): Promise<CommitResult>;
+  /**
+   * Several changes (of different rule/device pairs) in one transaction, each on its own:
+   * a conflict refuses that change only. One durable write for a burst of transitions.
+   */
+  commitMany(changes: readonly StateCommit[]): Promise<CommitResult[]>;
 
   getAlert(id: string): Promise<AlertRecord | null>;
   listAlerts(filter: AlertFilter): Promise<AlertPage>;
@@ -170,6 +178,9 @@ export interface AlertStore {
   /**
    * Takes up to `limit` queued deliveries due by `now`, counting an attempt for each and
    * hiding them from other callers for `leaseMs` (so a crashed sender's work comes back).
+   * The deliveries of one (rule, device) to one URL are handed out in the order they were
+   * queued, so a receiver never sees a resolve before its fire: a delivery waits while an
+   * earlier one is queued (a dead letter no longer holds it up).
    */
   claimDeliveries(now: number, limit: number, leaseMs: number): Promise<DeliveryRecord[]>;
   /** Marks delivered, if `attempt` is still the latest attempt. */

@@ -433,11 +433,13 @@ describe('evaluate: offline rules', () => {
 });
 
 describe('persistentChange', () => {
-  it('ignores the latest value alone and sees phase, timers and alert changes', () => {
+  it('ignores the latest value alone and sees phase, timers, peak and alert changes', () => {
     const rule = threshold({ forMs: 30 * S });
     const pending = run(rule, [[0, 95]]).state;
-    const later = evaluate(rule, reading(10, 97), pending, T0 + 10 * S).state;
+    const later = evaluate(rule, reading(10, 94), pending, T0 + 10 * S).state;
     expect(persistentChange(pending, later)).toBe(false);
+    const peak = evaluate(rule, reading(10, 97), pending, T0 + 10 * S).state;
+    expect(persistentChange(pending, peak)).toBe(true);
     expect(persistentChange(INITIAL_STATE, pending)).toBe(true);
     const fired = evaluate(rule, null, pending, T0 + 30 * S).state;
     expect(persistentChange(pending, fired)).toBe(true);

@@ -471,7 +471,8 @@ function clone(state: RuleState): RuleState {
 
 /**
  * Whether `next` differs from `prev` in what must survive a restart (phase, timers, the open
- * alert, flap history). The latest value and reading time alone are kept in memory only.
+ * alert and its peak, flap history). The latest value and reading time alone are kept in
+ * memory only: most readings change nothing that is written.
  */
 export function persistentChange(prev: RuleState, next: RuleState): boolean {
   if (
@@ -492,6 +493,7 @@ export function persistentChange(prev: RuleState, next: RuleState): boolean {
     a.paged !== b.paged ||
     a.flapping !== b.flapping ||
     a.flaps !== b.flaps ||
-    a.firedAt !== b.firedAt
+    a.firedAt !== b.firedAt ||
+    a.peak !== b.peak
   );
 }

@@ -69,11 +69,6 @@ function mapError(err: unknown): unknown {
     : err;
 }
 
-function isOpenAlertConflict(err: unknown): boolean {
-  const e = err as { code?: unknown; constraint?: unknown };
-  return e?.code === '23505' && e.constraint === 'alerts_one_open';
-}
-
 /** The alert store on the PostgreSQL server the registry uses, shared by every replica. */
 export class PostgresAlertStore implements AlertStore {
   private readonly pool: pg.Pool;
@@ -209,47 +204,62 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async commit(c: StateCommit): Promise<CommitResult> {
-    const state = JSON.stringify(c.state);
-    try {
-      return await this.transaction(
-        async (tx): Promise<CommitResult> => {
-          const written =
-            c.expectedVersion === 0
-              ? await tx.query(
-                  `INSERT INTO alert_states (rule_id, device, version, phase, state, updated_at)
-                   VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (rule_id, device) DO NOTHING`,
-                  [c.ruleId, c.device, c.state.phase, state, c.now],
-                )
-              : await tx.query(
-                  `UPDATE alert_states SET version = version + 1, phase = $1, state = $2, updated_at = $3
-                   WHERE rule_id = $4 AND device = $5 AND version = $6`,
-                  [c.state.phase, state, c.now, c.ruleId, c.device, c.expectedVersion],
-                );
-          if (written.rowCount !== 1) return { ok: false, conflict: 'state' };
-          for (const a of c.alerts) {
-            await tx.query(
-              `INSERT INTO alerts (${ALERT_COLUMNS}) VALUES (${ALERT_COLUMNS.split(',')
-                .map((_, i) => `$${i + 1}`)
-                .join(', ')})
-               ON CONFLICT (id) DO UPDATE SET ${ALERT_UPDATE}`,
-              alertParams(a),
-            );
-          }
-          await this.insertDeliveries(tx, c.deliveries);
-          return { ok: true, version: c.expectedVersion + 1 };
-        },
-        (r) => r.ok,
-      );
-    } catch (err) {
-      // [unique_violation on alerts_one_open]: another replica opened one first.
-      if (isOpenAlertConflict(err)) return { ok: false, conflict: 'open_alert' };
-      // Two first commits racing on a new (rule, device): the loser sees the primary key.
-      const e = err as { code?: unknown; constraint?: unknown };
-      if (e?.code === '23505' && e.constraint === 'alert_states_pkey') {
-        return { ok: false, conflict: 'state' };
+    return (await this.commitMany([c]))[0]!;
+  }
+
+  async commitMany(changes: readonly StateCommit[]): Promise<CommitResult[]> {
+    if (changes.length === 0) return [];
+    return this.transaction(async (tx) => {
+      const results: CommitResult[] = [];
+      for (const c of changes) {
+        // Each change behind its own savepoint: a conflict undoes that change only.
+        await tx.query('SAVEPOINT change');
+        try {
+          const result = await this.applyChange(tx, c);
+          await tx.query(result.ok ? 'RELEASE SAVEPOINT change' : 'ROLLBACK TO SAVEPOINT change');
+          results.push(result);
+        } catch (err) {
+          const e = err as { code?: unknown; constraint?: unknown };
+          if (e?.code !== '23505') throw err;
+          await tx.query('ROLLBACK TO SAVEPOINT change');
+          // [unique_violation] alerts_one_open: another replica opened one first;
+          // alert_states_pkey: two first commits of a new (rule, device) raced.
+          results.push({
+            ok: false,
+            conflict: e.constraint === 'alerts_one_open' ? 'open_alert' : 'state',
+          });
+        }
       }
-      throw err;
+      return results;
+    });
+  }
+
+  private async applyChange(tx: pg.PoolClient, c: StateCommit): Promise<CommitResult> {
+    const state = JSON.stringify(c.state);
+    const written =
+      c.expectedVersion === 0
+        ? await tx.query(
+            `INSERT INTO alert_states (rule_id, device, version, phase, state, updated_at)
+             VALUES ($1, $2, 1, $3, $4, $5) ON CONFLICT (rule_id, device) DO NOTHING`,
+            [c.ruleId, c.device, c.state.phase, state, c.now],
+          )
+        : await tx.query(
+            `UPDATE alert_states SET version = version + 1, phase = $1, state = $2, updated_at = $3
+             WHERE rule_id = $4 AND device = $5 AND version = $6`,
+            [c.state.phase, state, c.now, c.ruleId, c.device, c.expectedVersion],
+          );
+    if (written.rowCount !== 1) return { ok: false, conflict: 'state' };
+    for (const a of c.alerts) {
+      await tx.query(
+        `INSERT INTO alerts (${ALERT_COLUMNS}) VALUES (${ALERT_COLUMNS.split(',')
+          .map((_, i) => `$${i + 1}`)
+          .join(', ')})
+         ON CONFLICT (id) DO UPDATE SET ${ALERT_UPDATE}`,
+        alertParams(a),
+      );
     }
+    await this.insertDeliveries(tx, c.deliveries);
+    return { ok: true, version: c.expectedVersion + 1 };
   }
 
   async getAlert(id: string): Promise<AlertRecord | null> {
@@ -317,17 +327,20 @@ export class PostgresAlertStore implements AlertStore {
 
   async claimDeliveries(now: number, limit: number, leaseMs: number): Promise<DeliveryRecord[]> {
     // SKIP LOCKED: concurrent senders on several replicas take disjoint rows.
-    const rows = await this.query<DeliveryRow>(
+    const rows = await this.query<DeliveryRow & { seq: number }>(
       `UPDATE alert_deliveries SET attempts = attempts + 1, next_attempt_at = $2, updated_at = $1
        WHERE id IN (
-         SELECT id FROM alert_deliveries WHERE state = 'queued' AND next_attempt_at <= $1
-         ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
+         SELECT d.id FROM alert_deliveries d
+         WHERE d.state = 'queued' AND d.next_attempt_at <= $1
+           AND NOT EXISTS (SELECT 1 FROM alert_deliveries e
+             WHERE e.rule_id = d.rule_id AND e.device = d.device AND e.url = d.url
+               AND e.state = 'queued'
+               AND e.seq < d.seq)
+         ORDER BY d.next_attempt_at, d.seq LIMIT $3 FOR UPDATE SKIP LOCKED
        ) RETURNING *`,
       [now, now + leaseMs, limit],
     );
-    return rows
-      .map(deliveryFromRow)
-      .sort((a, b) => a.createdAt - b.createdAt || (a.id < b.id ? -1 : 1));
+    return rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map(deliveryFromRow);
   }
 
   async deliverySucceeded(id: string, attempt: number, at: number, status: number): Promise<void> {

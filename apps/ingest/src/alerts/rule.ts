@@ -112,19 +112,22 @@ export function compileRule(spec: RuleSpec, watchingSince: number): Rule {
   };
 }
 
-/** Whether a reading of `device` (published by `publisher`, with its tags) is in scope. */
-export function inScope(
+/**
+ * A test of whether a reading of `device` (published by `publisher`, with its registry tags)
+ * is in scope: all given criteria hold. Built once per rule; called per reading.
+ */
+export function scopeMatcher(
   scope: Scope,
-  device: string,
-  tags: Readonly<Record<string, string>>,
-  publisher: string,
-): boolean {
-  if (scope.devices && !scope.devices.includes(device)) return false;
-  if (scope.gateway && publisher !== scope.gateway && device !== scope.gateway) return false;
-  for (const [k, v] of Object.entries(scope.tags ?? {})) {
-    if (tags[k] !== v) return false;
-  }
-  return true;
+): (device: string, tags: Readonly<Record<string, string>>, publisher: string) => boolean {
+  const devices = scope.devices ? new Set(scope.devices) : null;
+  const gateway = scope.gateway ?? null;
+  const tags = Object.entries(scope.tags ?? {});
+  return (device, deviceTags, publisher) => {
+    if (devices && !devices.has(device)) return false;
+    if (gateway !== null && publisher !== gateway && device !== gateway) return false;
+    for (const [k, v] of tags) if (deviceTags[k] !== v) return false;
+    return true;
+  };
 }
 
 /** `temperature > 90 for 30s, clears < 85 for 10s`: the condition in one line. */

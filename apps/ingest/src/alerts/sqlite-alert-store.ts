@@ -166,39 +166,47 @@ export class SqliteAlertStore implements AlertStore {
   }
 
   async commit(c: StateCommit): Promise<CommitResult> {
-    const insertState = this.prep(
-      `INSERT INTO alert_states (rule_id, device, version, phase, state, updated_at)
-       VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (rule_id, device) DO NOTHING`,
-    );
-    const updateState = this.prep(
-      `UPDATE alert_states SET version = version + 1, phase = ?, state = ?, updated_at = ?
-       WHERE rule_id = ? AND device = ? AND version = ?`,
-    );
-    const upsertAlert = this.prep(
-      `INSERT INTO alerts (${ALERT_COLUMNS}) VALUES (${ALERT_COLUMNS.split(',')
-        .map(() => '?')
-        .join(', ')})
-       ON CONFLICT (id) DO UPDATE SET ${ALERT_UPDATE}`,
-    );
-    const state = JSON.stringify(c.state);
-    try {
-      return this.db
-        .transaction((): CommitResult => {
-          const changed =
-            c.expectedVersion === 0
-              ? insertState.run(c.ruleId, c.device, c.state.phase, state, c.now).changes
-              : updateState.run(c.state.phase, state, c.now, c.ruleId, c.device, c.expectedVersion)
-                  .changes;
-          if (changed !== 1) return { ok: false, conflict: 'state' };
-          for (const a of c.alerts) upsertAlert.run(...alertParams(a));
-          this.insertDeliveries(c.deliveries);
-          return { ok: true, version: c.expectedVersion + 1 };
-        })
-        .immediate();
-    } catch (err) {
-      if (isOpenAlertConflict(err)) return { ok: false, conflict: 'open_alert' };
-      throw err;
-    }
+    return (await this.commitMany([c]))[0]!;
+  }
+
+  async commitMany(changes: readonly StateCommit[]): Promise<CommitResult[]> {
+    // A transaction inside a transaction is a savepoint (better-sqlite3): a refused change
+    // rolls back alone; the batch is one commit, one fsync.
+    const one = this.db.transaction((c: StateCommit): CommitResult => {
+      const state = JSON.stringify(c.state);
+      const changed =
+        c.expectedVersion === 0
+          ? this.prep(
+              `INSERT INTO alert_states (rule_id, device, version, phase, state, updated_at)
+               VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (rule_id, device) DO NOTHING`,
+            ).run(c.ruleId, c.device, c.state.phase, state, c.now).changes
+          : this.prep(
+              `UPDATE alert_states SET version = version + 1, phase = ?, state = ?, updated_at = ?
+               WHERE rule_id = ? AND device = ? AND version = ?`,
+            ).run(c.state.phase, state, c.now, c.ruleId, c.device, c.expectedVersion).changes;
+      if (changed !== 1) return { ok: false, conflict: 'state' };
+      const upsert = this.prep(
+        `INSERT INTO alerts (${ALERT_COLUMNS}) VALUES (${ALERT_COLUMNS.split(',')
+          .map(() => '?')
+          .join(', ')})
+         ON CONFLICT (id) DO UPDATE SET ${ALERT_UPDATE}`,
+      );
+      for (const a of c.alerts) upsert.run(...alertParams(a));
+      this.insertDeliveries(c.deliveries);
+      return { ok: true, version: c.expectedVersion + 1 };
+    });
+    return this.db
+      .transaction(() =>
+        changes.map((c): CommitResult => {
+          try {
+            return one(c);
+          } catch (err) {
+            if (isOpenAlertConflict(err)) return { ok: false, conflict: 'open_alert' };
+            throw err;
+          }
+        }),
+      )
+      .immediate();
   }
 
   async getAlert(id: string): Promise<AlertRecord | null> {
@@ -275,8 +283,13 @@ export class SqliteAlertStore implements AlertStore {
     return this.db
       .transaction(() => {
         const rows = this.prep<[number, number], DeliveryRow>(
-          `SELECT * FROM alert_deliveries WHERE state = 'queued' AND next_attempt_at <= ?
-             ORDER BY next_attempt_at, id LIMIT ?`,
+          `SELECT d.* FROM alert_deliveries d
+           WHERE d.state = 'queued' AND d.next_attempt_at <= ?
+             AND NOT EXISTS (SELECT 1 FROM alert_deliveries e
+               WHERE e.rule_id = d.rule_id AND e.device = d.device AND e.url = d.url
+                 AND e.state = 'queued'
+                 AND e.rowid < d.rowid)
+           ORDER BY d.next_attempt_at, d.rowid LIMIT ?`,
         ).all(now, limit);
         const lease = this.prep(
           `UPDATE alert_deliveries SET attempts = attempts + 1, next_attempt_at = ?, updated_at = ?
