@@ -38,8 +38,10 @@ export async function startSerialFleet(
     stopping ??= (async () => {
       cancelFaults();
       await Promise.all(devices.map((d) => d.stop()));
-      // socat has read the last bytes (the devices drained); give it a moment to write them.
-      if (ptys.length > 0) await sleep(50);
+      // socat has read the last bytes (the devices drained); give it, and whoever reads the
+      // other end, time to pass them on before the link goes: bytes socat still holds when
+      // it is killed are lost, though counted as sent.
+      if (ptys.length > 0) await sleep(1000);
       await Promise.all(ptys.map((p) => p.stop()));
     })();
     return stopping;
