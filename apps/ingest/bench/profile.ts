@@ -4,8 +4,9 @@ import { join } from 'node:path';
 /**
  * Summary of a V8 `.cpuprofile` of the event loop (cpu-profiler.ts): self time per function
  * and per area of the code. Time the event loop spends blocked in a native call (an fsync
- * inside a SQLite commit) is sampled in that call's JS caller. Work the threadpool does
- * (WebCrypto verification) is not in this profile: see the thread CPU split instead. A
+ * inside a SQLite commit) is sampled in that call's JS caller, and so is time the event loop
+ * waits for a CPU after handing a signature check to the threadpool. Work the threadpool
+ * does (signature verification) is not in this profile: see the thread CPU split instead. A
  * native function's time counts for the area of its nearest caller with a URL.
  */
 
@@ -63,7 +64,7 @@ const AREAS: [RegExp, string][] = [
   [/\/apps\/ingest\/dist\/telemetry\//, 'telemetry pipeline'],
   [/\/apps\/ingest\/dist\/broker\//, 'broker hooks + frame guard'],
   [/\/apps\/ingest\/dist\//, 'ingest (other)'],
-  [/^node:internal\/crypto\//, 'WebCrypto job dispatch (verification itself is off-thread)'],
+  [/^node:internal\/crypto\//, 'crypto job dispatch (verification itself is off-thread)'],
   [/^node:|^internal\//, 'Node core (net, streams, http, timers)'],
 ];
 

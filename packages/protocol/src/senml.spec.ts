@@ -3,17 +3,27 @@ import { describe, expect, it } from 'vitest';
 import { AppError, ProtocolError } from './errors.js';
 import { realisticReadings } from './fixtures/batches.js';
 import { RFC_NOW, RFC8428_EXAMPLES } from './fixtures/rfc8428.js';
-import { MAX_STRING_VALUE_LENGTH } from './limits.js';
+import { anyPack, anyRecord } from './fixtures/senml-inputs.js';
+import { MAX_RECORDS_PER_BATCH, MAX_STRING_VALUE_LENGTH } from './limits.js';
 import {
   compressPack,
   parseSenmlPack,
   type Reading,
   type ResolvedRecord,
+  resolveReadings,
   resolveSenml,
   SENML_RELATIVE_TIME_LIMIT,
   type SenmlRecord,
+  senmlPackSchema,
+  senmlParseError,
+  senmlRecordSchema,
   toReadings,
+  tryParseSenmlPack,
+  tryParseSenmlRecord,
 } from './senml.js';
+
+/** Property runs take seconds on a busy machine. */
+const PROPERTY_TIMEOUT_MS = 60_000;
 
 const NOW = 1_800_000_000;
 
@@ -122,6 +132,79 @@ describe('senml record schema', () => {
       { n: 'a', v: 1, bf: true, cq: 'unsynced' },
     ]);
   });
+});
+
+/** Equal values with the same keys in the same order, `undefined` members and -0 included. */
+function expectSameParse(fast: unknown, zod: unknown): void {
+  expect(fast).toStrictEqual(zod);
+  expect(JSON.stringify(fast, (_k, v) => (v === undefined ? '<undefined>' : v))).toBe(
+    JSON.stringify(zod, (_k, v) => (v === undefined ? '<undefined>' : v)),
+  );
+}
+
+describe('the zod-free record and pack parsers', () => {
+  it(
+    'accept exactly what senmlRecordSchema accepts, with the same output',
+    () => {
+      fc.assert(
+        fc.property(anyRecord, (input) => {
+          const zod = senmlRecordSchema.safeParse(input);
+          const fast = tryParseSenmlRecord(input);
+          if (zod.success) expectSameParse(fast, zod.data);
+          else expect(fast).toBeUndefined();
+        }),
+        { numRuns: 10_000 },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
+
+  it(
+    'accept exactly what senmlPackSchema accepts, with the same output',
+    () => {
+      fc.assert(
+        fc.property(anyPack, (input) => {
+          const zod = senmlPackSchema.safeParse(input);
+          const fast = tryParseSenmlPack(input);
+          if (zod.success) expectSameParse(fast, zod.data);
+          else expect(fast).toBeUndefined();
+        }),
+        { numRuns: 5_000 },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
+
+  it('refuse at the pack bounds like the schema', () => {
+    const full = Array.from({ length: MAX_RECORDS_PER_BATCH }, () => ({ n: 'a', v: 1 }));
+    expect(tryParseSenmlPack(full)).toHaveLength(MAX_RECORDS_PER_BATCH);
+    expect(tryParseSenmlPack([...full, { n: 'a', v: 1 }])).toBeUndefined();
+    expect(tryParseSenmlPack([])).toBeUndefined();
+  });
+
+  it(
+    'leave every refusal of parseSenmlPack to the schema: same code, message and details',
+    () => {
+      fc.assert(
+        fc.property(anyPack, (input) => {
+          const zod = senmlPackSchema.safeParse(input);
+          if (zod.success) {
+            expectSameParse(parseSenmlPack(input), zod.data);
+          } else {
+            const expected = senmlParseError(zod.error);
+            const err = protocolError(() => parseSenmlPack(input));
+            expect({ code: err.code, message: err.message, details: err.details }).toEqual({
+              code: expected.code,
+              message: expected.message,
+              details: expected.details,
+            });
+          }
+        }),
+        { numRuns: 2_000 },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 });
 
 describe('resolveSenml', () => {
@@ -505,6 +588,146 @@ describe('properties', () => {
     fc.jsonValue(),
   );
   const packish = fc.oneof(fc.array(recordish, { maxLength: 8 }), fc.jsonValue());
+
+  it(
+    'resolveReadings gives back what toReadings(resolveSenml(…)) gives, readings or error',
+    () => {
+      const sometimes = <T>(arb: fc.Arbitrary<T>, weight = 1) =>
+        fc.oneof({ weight: 4, arbitrary: fc.constant(undefined) }, { weight, arbitrary: arb });
+      const name = fc.oneof(
+        ownMetric,
+        fc.constantFrom('', 'temp', 'th-01/temp', 'gw-1/temp', 'a/b', 'x:y', '_x', 'th-01/', '/t'),
+        fc.tuple(deviceId, ownMetric).map(([id, metric]) => `${id}/${metric}`),
+      );
+      const base = fc.oneof(
+        fc.constantFrom('', 'gw-1/', 'th-01/', 'A:', 'th-01/x', 'TH/', 'a/b/', '-x/'),
+        deviceId.map((id) => `${id}/`),
+      );
+      const num = fc.oneof(
+        { weight: 3, arbitrary: fc.double({ noNaN: true, noDefaultInfinity: true }) },
+        { weight: 2, arbitrary: fc.integer({ min: -100, max: 100 }) },
+        // Sums that overflow to ±Infinity, and the relative/absolute time boundary.
+        {
+          weight: 2,
+          arbitrary: fc.constantFrom(1e308, -1e308, SENML_RELATIVE_TIME_LIMIT, 1_767_225_600.5),
+        },
+      );
+      /** Mostly one of v, vs, vb; sometimes none, vd, s, or two at once. */
+      const valueFields = fc.oneof(
+        { weight: 6, arbitrary: num.map((v) => ({ v })) },
+        { weight: 2, arbitrary: fc.string({ maxLength: 3 }).map((vs) => ({ vs })) },
+        { weight: 2, arbitrary: fc.boolean().map((vb) => ({ vb })) },
+        { weight: 2, arbitrary: fc.constant({}) },
+        { weight: 1, arbitrary: fc.constantFrom({ vd: 'AQ' }, { s: 1 }, { v: 1, vs: 'x' }) },
+        { weight: 1, arbitrary: fc.constantFrom({ vb: true, vs: 'x' }, { v: 2, vb: false }) },
+      );
+      const record = fc
+        .record({
+          bn: sometimes(base, 2),
+          bt: sometimes(num, 2),
+          bu: sometimes(fc.constantFrom('Cel', 'V')),
+          bv: sometimes(num),
+          bs: sometimes(num),
+          bver: sometimes(fc.integer({ min: 9, max: 11 })),
+          n: fc.oneof(
+            { weight: 1, arbitrary: fc.constant(undefined) },
+            { weight: 6, arbitrary: name },
+          ),
+          u: sometimes(fc.constantFrom('Cel', '%RH'), 2),
+          t: sometimes(num, 2),
+          ut: sometimes(fc.constantFrom(0, 5)),
+          bf: sometimes(fc.boolean(), 2),
+          cq: sometimes(fc.constantFrom('synced' as const, 'unsynced' as const), 2),
+          values: valueFields,
+        })
+        .map(({ values, ...fields }) => {
+          const out: SenmlRecord = {};
+          for (const [k, v] of Object.entries({ ...fields, ...values })) {
+            if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+          }
+          return out;
+        });
+      const pack = fc.oneof(
+        fc.array(record, { minLength: 1, maxLength: 6 }),
+        scenario.map(([publisherId, readings]) => compressPack(readings, publisherId)),
+      );
+      const publisher = fc.oneof(
+        { weight: 8, arbitrary: fc.constantFrom('gw-1', 'th-01') },
+        { weight: 1, arbitrary: deviceId },
+        { weight: 1, arbitrary: fc.constantFrom('GW', '') },
+      );
+      const outcome = (fn: () => Reading[]) => {
+        try {
+          return { readings: fn() };
+        } catch (err) {
+          expect(err).toBeInstanceOf(ProtocolError);
+          const { code, message, details } = err as ProtocolError;
+          return { error: { code, message, details } };
+        }
+      };
+      let readable = 0;
+      fc.assert(
+        fc.property(
+          pack,
+          publisher,
+          fc.integer({ min: 0, max: 2 ** 31 }),
+          (input, publisherId, now) => {
+            const expected = outcome(() => toReadings(resolveSenml(input, { now }), publisherId));
+            expect(outcome(() => resolveReadings(input, { now }, publisherId))).toStrictEqual(
+              expected,
+            );
+            if (expected.readings) readable++;
+          },
+        ),
+        { numRuns: 5_000 },
+      );
+      // Both outcomes occur often enough to mean something.
+      expect(readable).toBeGreaterThan(500);
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
+
+  it.each<[string, SenmlRecord[]]>([
+    ['a time that overflows', [{ bt: 1e308, n: 'a', t: 1e308, v: 1 }]],
+    ['a value that overflows with bv', [{ bv: 1e308, n: 'a', v: 1e308 }]],
+    ['bs alone', [{ bs: 1, n: 'a' }]],
+    ['no value', [{ n: 'a' }]],
+    ['bv alone', [{ bv: 2, n: 'a', bf: false }]],
+    ['a child named in n', [{ n: 'th-01/temp', v: 1 }]],
+    [
+      'a base name of a child',
+      [
+        { bn: 'th-01/', n: 'temp', vs: 'x' },
+        { n: 'hum', vb: true },
+      ],
+    ],
+    [
+      'a base name back to the publisher',
+      [
+        { bn: 'th-01/', n: 'a', v: 1 },
+        { bn: '', n: 'b', v: 2 },
+      ],
+    ],
+    [
+      'two versions',
+      [
+        { bver: 10, n: 'a', v: 1 },
+        { bver: 9, n: 'b', v: 2 },
+      ],
+    ],
+  ])('resolveReadings agrees on %s', (_what, pack) => {
+    const outcome = (fn: () => Reading[]) => {
+      try {
+        return { readings: fn() };
+      } catch (err) {
+        const { code, message, details } = err as ProtocolError;
+        return { error: { code, message, details } };
+      }
+    };
+    expect(outcome(() => resolveReadings(pack, { now: NOW }, 'gw-1'))).toStrictEqual(
+      outcome(() => toReadings(resolveSenml(pack, { now: NOW }), 'gw-1')),
+    );
+  });
 
   it('parse → resolve → toReadings throws nothing but ProtocolError on arbitrary input', () => {
     fc.assert(

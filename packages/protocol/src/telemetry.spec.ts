@@ -1,12 +1,19 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ProtocolError } from './errors.js';
+import { anyPack, anyValue, validPack } from './fixtures/senml-inputs.js';
 import { MAX_RECORDS_PER_BATCH } from './limits.js';
+import { senmlParseError } from './senml.js';
 import {
   parseTelemetryBatch,
   rejectionReasonOf,
   TELEMETRY_REJECTION_REASONS,
   telemetryBatchSchema,
+  tryParseTelemetryBatch,
 } from './telemetry.js';
+
+/** Property runs take seconds on a busy machine. */
+const PROPERTY_TIMEOUT_MS = 60_000;
 
 const batch = {
   v: 1,
@@ -94,6 +101,81 @@ describe('telemetryBatchSchema (PROTOCOL.md §5)', () => {
     expect(rejection([]).code).toBe('payload_invalid');
     expect(rejection('x').code).toBe('payload_invalid');
   });
+});
+
+describe('the zod-free batch parser', () => {
+  const seqNumber = fc.oneof(
+    fc.integer({ min: 0, max: 20_000 }),
+    fc.constantFrom(-0, -1, 1.5, 2 ** 53 - 1, 2 ** 53, Number.NaN, '1'),
+  );
+  /** Mostly valid ranges; spans around the limit, one over it included. */
+  const seqRange = fc
+    .tuple(
+      fc.oneof(
+        fc.integer({ min: 0, max: 20_000 }),
+        fc.constantFrom(-0, 2 ** 53 - 5_001, 2 ** 53 - 1, 2 ** 53),
+      ),
+      fc.constantFrom(0, 1, 99, -1, MAX_RECORDS_PER_BATCH - 1, MAX_RECORDS_PER_BATCH),
+    )
+    .map(([from, span]) => [from, from + span]);
+  const badSeq = fc.oneof(
+    fc.tuple(seqNumber, seqNumber),
+    fc.array(seqNumber, { maxLength: 3 }),
+    seqRange.map((range) => [...range, 0]),
+    anyValue,
+  );
+  const often = <T>(good: fc.Arbitrary<T>, bad: fc.Arbitrary<unknown>) =>
+    fc.oneof({ weight: 4, arbitrary: good }, { weight: 1, arbitrary: bad });
+  const envelope = fc.record(
+    {
+      v: often(fc.constant(1), anyValue),
+      boot: often(
+        fc.stringMatching(/^[A-Za-z0-9_-]{8,32}$/),
+        fc.oneof(
+          fc.stringMatching(/^[A-Za-z0-9_-]{6,34}$/),
+          fc.constantFrom('abc def1', 'abcdefg', 'a'.repeat(33), undefined),
+        ),
+      ),
+      seq: often(seqRange, badSeq),
+      records: often(validPack, anyPack),
+      note: anyValue,
+    },
+    { requiredKeys: ['v', 'boot', 'seq', 'records'] },
+  );
+  const anyInput = fc.oneof(
+    { weight: 10, arbitrary: envelope },
+    // An array is no object to zod, whatever members it carries.
+    { weight: 1, arbitrary: envelope.map((e) => Object.assign([], e)) },
+    { weight: 1, arbitrary: anyValue },
+  );
+
+  it(
+    'accepts exactly what telemetryBatchSchema accepts, with the same output',
+    () => {
+      fc.assert(
+        fc.property(anyInput, (input) => {
+          const zod = telemetryBatchSchema.safeParse(input);
+          const fast = tryParseTelemetryBatch(input);
+          if (zod.success) {
+            expect(fast).toStrictEqual(zod.data);
+            expect(Object.keys(fast!)).toEqual(Object.keys(zod.data));
+            expect(parseTelemetryBatch(input)).toStrictEqual(zod.data);
+          } else {
+            expect(fast).toBeUndefined();
+            const expected = senmlParseError(zod.error, ['records']);
+            const err = rejection(input);
+            expect([err.code, err.message, err.details]).toEqual([
+              expected.code,
+              expected.message,
+              expected.details,
+            ]);
+          }
+        }),
+        { numRuns: 5_000 },
+      );
+    },
+    PROPERTY_TIMEOUT_MS,
+  );
 });
 
 describe('telemetry rejection reasons', () => {

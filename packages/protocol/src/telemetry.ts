@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import type { ProtocolError } from './errors.js';
 import { MAX_RECORDS_PER_BATCH } from './limits.js';
-import { senmlPackSchema, senmlParseError } from './senml.js';
+import { senmlPackSchema, senmlParseError, tryParseSenmlPack } from './senml.js';
 
 /**
  * PROTOCOL.md §5: `boot` is a random id chosen at each agent start: 8 to 32 characters of
@@ -42,9 +42,36 @@ export type TelemetryBatch = z.infer<typeof telemetryBatchSchema>;
  * what was wrong: `too_many_records`, `senml_*` with the record index, or `payload_invalid`.
  */
 export function parseTelemetryBatch(input: unknown): TelemetryBatch {
+  const batch = tryParseTelemetryBatch(input);
+  if (batch !== undefined) return batch;
+  // Refused: the schema says why, with the codes, messages and paths callers rely on.
   const result = telemetryBatchSchema.safeParse(input);
   if (!result.success) throw senmlParseError(result.error, ['records']);
   return result.data;
+}
+
+/**
+ * `telemetryBatchSchema` without zod (see `tryParseSenmlPack`): the same parsed batch for
+ * every input the schema accepts, undefined for every input it refuses.
+ */
+export function tryParseTelemetryBatch(input: unknown): TelemetryBatch | undefined {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return undefined;
+  const { v, boot, seq, records } = input as Record<string, unknown>;
+  if (v !== 1 || typeof boot !== 'string' || !BOOT_ID_PATTERN.test(boot)) return undefined;
+  // A tuple refuses extra elements; a hole reads as undefined and is refused.
+  if (!Array.isArray(seq) || seq.length !== 2) return undefined;
+  const from: unknown = seq[0];
+  const to: unknown = seq[1];
+  if (!isSequenceNumber(from) || !isSequenceNumber(to)) return undefined;
+  if (from > to || to - from >= MAX_RECORDS_PER_BATCH) return undefined;
+  const pack = tryParseSenmlPack(records);
+  if (pack === undefined) return undefined;
+  return { v, boot, seq: [from, to], records: pack };
+}
+
+/** `z.number().int().nonnegative()`: int() means a safe integer. */
+function isSequenceNumber(x: unknown): x is number {
+  return Number.isSafeInteger(x) && (x as number) >= 0;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { KeyObject } from 'node:crypto';
 import type { SigningAlgorithm } from '@outpost/protocol/claims';
 import { type CryptoKey, importJWK } from 'jose';
 import { SigningError } from './errors.js';
@@ -10,6 +11,8 @@ export interface ImportedKey {
   readonly kid: string;
   readonly alg: SigningAlgorithm;
   readonly key: CryptoKey;
+  /** The same key for `node:crypto`, which verifies without WebCrypto's per-call overhead. */
+  readonly keyObject: KeyObject;
 }
 
 export interface KeyCacheOptions {
@@ -115,5 +118,5 @@ async function importKey(jwk: PublicJwk): Promise<ImportedKey> {
     // e.g. a P-256 point that is not on the curve.
     throw new SigningError('key_invalid', 'the public key cannot be imported', { cause });
   }
-  return { jwk, kid: await thumbprint(jwk), alg, key };
+  return { jwk, kid: await thumbprint(jwk), alg, key, keyObject: KeyObject.from(key) };
 }

@@ -47,6 +47,34 @@ describe('verifyJws', () => {
     ).resolves.toBeDefined();
   });
 
+  it('verifies both key types as text and as bytes, and refuses any changed bit', async () => {
+    for (const pair of [ed, ec]) {
+      const token = await signJws('batch', utf8.encode('{"v":1,"x":"\u00e9"}'), pair.privateJwk);
+      // The signing input is read from the bytes it arrived in, even as a view into a larger
+      // buffer (an MQTT packet).
+      const framed = utf8.encode(`xx${token}yy`).subarray(2, 2 + token.length);
+      for (const form of [token, utf8.encode(token), framed]) {
+        const verified = await verifyJws('batch', form, { keys: [pair.publicJwk] });
+        expect(new TextDecoder().decode(verified.payload)).toBe('{"v":1,"x":"é"}');
+        expect(verified.payload).toBeInstanceOf(Uint8Array);
+      }
+      const [h, p, sig] = token.split('.') as [string, string, string];
+      const flipped = Buffer.from(sig, 'base64url');
+      flipped[5]! ^= 1;
+      const short = Buffer.from(sig, 'base64url').subarray(0, 48);
+      for (const bad of [
+        `${h}.${p}.${flipped.toString('base64url')}`,
+        `${h}.${p}.${short.toString('base64url')}`,
+        `${h}.${p.slice(0, -2)}AA.${sig}`,
+      ]) {
+        await expect(verifyJws('batch', bad, { keys: [pair.publicJwk] })).rejects.toMatchObject({
+          code: 'signature_invalid',
+          details: { kid: pair.kid },
+        });
+      }
+    }
+  });
+
   it('checks the size before parsing, with a configurable limit', async () => {
     const token = await signJws('batch', utf8.encode('{}'), ed.privateJwk);
     const resolver = vi.fn(() => [ed.publicJwk]);

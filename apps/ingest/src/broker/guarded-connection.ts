@@ -51,6 +51,22 @@ export class GuardedConnection extends Duplex {
     this.transport.write(chunk, callback);
   }
 
+  /**
+   * mqtt-packet writes a packet in several small pieces while the stream is corked (a PUBACK
+   * is three), and every packet of a tick comes uncorked at once: one write to the transport,
+   * one syscall, instead of one each.
+   */
+  override _writev(
+    chunks: { chunk: Buffer; encoding: BufferEncoding }[],
+    callback: (err?: Error | null) => void,
+  ): void {
+    if (this.transport.destroyed) {
+      callback(new Error('connection closed'));
+      return;
+    }
+    this.transport.write(Buffer.concat(chunks.map(({ chunk }) => chunk)), callback);
+  }
+
   override _final(callback: (err?: Error | null) => void): void {
     this.transport.end(callback);
   }

@@ -1,6 +1,6 @@
 import type { SigningAlgorithm } from '@outpost/protocol/claims';
 import type { PublicJwk } from '@outpost/signing/keys';
-import type { DeviceState, RolloutPlan, RolloutState, RolloutStatus, WaveMark } from './rollout.js';
+import type { DeviceState, RolloutPlan, RolloutState, RolloutStatus } from './rollout.js';
 
 /**
  * Where OTA state lives: release keys, firmware records, rollouts and each target device's

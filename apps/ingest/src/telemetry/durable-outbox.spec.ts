@@ -312,6 +312,81 @@ describe('DurableOutbox', () => {
     expect(requeued).toMatchObject({ publisher: 'gw-1', seq: [0, 4], points: points(5) });
   });
 
+  it('forgets a removed batch at once and deletes it on disk with the next commit', async () => {
+    const path = join(dir, 'lazy-delete.db');
+    // Each accept commits at once; a delete alone would wait a minute.
+    const o = new DurableOutbox({ path, groupCommitMs: 60_000, groupCommitMaxPoints: 1 });
+    open.push(o);
+    const onDisk = () => {
+      const reader = new Database(path, { readonly: true });
+      try {
+        return reader.prepare('SELECT publisher FROM batches ORDER BY id').pluck().all();
+      } finally {
+        reader.close();
+      }
+    };
+    await o.accept({ publisher: 'a', points: points(3) });
+    const [batch] = await o.peek(100);
+    await o.remove([batch!.id]);
+    // Gone for the writer and the gauges, still on disk: no commit of its own.
+    expect(await o.peek(100)).toEqual([]);
+    expect(o.stats()).toMatchObject({ pendingBatches: 0, pendingPoints: 0, oldestMs: null });
+    expect(onDisk()).toEqual(['a']);
+    await o.remove([batch!.id]); // twice: counted once
+    expect(o.stats().pendingBatches).toBe(0);
+    // The next commit carries the delete.
+    await o.accept({ publisher: 'b', points: points(2) });
+    expect(onDisk()).toEqual(['b']);
+    await o.remove((await o.peek(100)).map((b) => b.id));
+    await o.close(); // so does close
+    expect(onDisk()).toEqual([]);
+  });
+
+  it('commits a delete on its own when no accept comes', async () => {
+    const path = join(dir, 'delete-alone.db');
+    const o = new DurableOutbox({ path, groupCommitMs: 1 });
+    open.push(o);
+    await o.accept({ publisher: 'a', points: points(3) });
+    await o.remove((await o.peek(100)).map((b) => b.id));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const reader = new Database(path, { readonly: true });
+    try {
+      expect(reader.prepare('SELECT COUNT(*) AS n FROM batches').get()).toEqual({ n: 0 });
+    } finally {
+      reader.close();
+    }
+  });
+
+  it('peeks past the batches it is told to skip', async () => {
+    const o = outbox();
+    for (let i = 0; i < 4; i++) await o.accept({ publisher: `p${i}`, points: points(100) });
+    const first = await o.peek(200);
+    expect(first.map((b) => b.publisher)).toEqual(['p0', 'p1']);
+    const skip = new Set(first.map((b) => b.id));
+    expect((await o.peek(200, skip)).map((b) => b.publisher)).toEqual(['p2', 'p3']);
+    await o.remove([first[1]!.id]);
+    expect((await o.peek(1_000, new Set([first[0]!.id]))).map((b) => b.publisher)).toEqual([
+      'p2',
+      'p3',
+    ]);
+  });
+
+  it('serves accepted points from memory up to maxCachedPoints, the rest from the file', async () => {
+    const path = join(dir, 'cache.db');
+    const o = new DurableOutbox({ path, maxCachedPoints: 150 });
+    open.push(o);
+    const sent = [points(100, 'd0'), points(100, 'd1')];
+    for (const [i, p] of sent.entries()) await o.accept({ publisher: `p${i}`, points: p });
+    const [cached, decoded] = await o.peek(1_000);
+    expect(cached!.points).toBe(sent[0]); // kept as handed over
+    expect(decoded!.points).not.toBe(sent[1]); // over the bound: read back from disk
+    expect(decoded!.points).toEqual(sent[1]);
+    await o.close();
+    const reopened = new DurableOutbox({ path });
+    open.push(reopened);
+    expect((await reopened.peek(1_000)).map((b) => b.points)).toEqual(sent);
+  });
+
   it('refuses points no store could write, storing nothing', async () => {
     const o = outbox();
     for (const bad of [

@@ -17,6 +17,14 @@ import type { TelemetryPoint } from './telemetry-store.js';
  * merged intervals in `seen`, for `dedupRetentionMs` after their last batch, so a replay is
  * a duplicate even after its batch was drained; a contiguous stream costs one row per boot.
  * One process owns the file: counters are kept in memory.
+ *
+ * Draining: `remove` forgets a batch at once (no `peek` returns it again) but its DELETE rides
+ * on the next group commit instead of paying an fsync of its own. A crash before that commit
+ * loses only the delete: after a restart the batch is written to the store once more, which
+ * is harmless because the store is idempotent (the same point overwrites itself). Accepted
+ * batches are also kept in memory, up to `maxCachedPoints`, so the writer gets their points
+ * without decoding the body; the file stays the truth, and after a restart every batch is
+ * decoded from it.
  */
 
 export interface OutboxBatchInput {
@@ -69,6 +77,8 @@ export interface DurableOutboxOptions {
   maxBacklogPoints?: number;
   /** How long a publisher's seq ranges are remembered after their last batch; 7 days. */
   dedupRetentionMs?: number;
+  /** Points of accepted batches kept in memory for `peek`; 200,000 by default, 0 for none. */
+  maxCachedPoints?: number;
 }
 
 /** The backlog is at its bound: the broker does not ack, the device retries later. */
@@ -141,13 +151,19 @@ function prepareStatements(db: Database.Database) {
       'INSERT INTO seen (publisher, boot, seq_from, seq_to, seen_ms) VALUES (?, ?, ?, ?, ?)',
     ),
     pruneSeen: db.prepare<[number]>('DELETE FROM seen WHERE seen_ms < ?'),
-    peek: db.prepare<[number], BatchRow>('SELECT * FROM batches ORDER BY id LIMIT ?'),
-    oldest: db.prepare<[], { accepted_ms: number }>(
-      'SELECT accepted_ms FROM batches ORDER BY id LIMIT 1',
+    // Without the body: a batch still in memory never reads it.
+    peek: db.prepare<[], Omit<BatchRow, 'body'>>(
+      'SELECT id, publisher, boot, seq_from, seq_to, accepted_ms, points FROM batches ORDER BY id',
+    ),
+    body: db.prepare<[number], { body: string }>('SELECT body FROM batches WHERE id = ?'),
+    pointsOf: db.prepare<[number], { points: number }>('SELECT points FROM batches WHERE id = ?'),
+    oldest: db.prepare<[], { id: number; accepted_ms: number }>(
+      'SELECT id, accepted_ms FROM batches ORDER BY id',
     ),
     remove: db.prepare<[number], { points: number }>(
       'DELETE FROM batches WHERE id = ? RETURNING points',
     ),
+    deleteBatch: db.prepare<[number]>('DELETE FROM batches WHERE id = ?'),
     toQuarantine: db.prepare<[number, string, number]>(
       `INSERT INTO quarantine (id, publisher, boot, seq_from, seq_to, accepted_ms, quarantined_ms, points, body, reason)
        SELECT id, publisher, boot, seq_from, seq_to, accepted_ms, ?, points, body, ? FROM batches WHERE id = ?`,
@@ -179,6 +195,9 @@ interface Queued {
   seq: readonly [number, number] | undefined;
   count: number;
   body: string;
+  points: readonly TelemetryPoint[];
+  /** The batch's row id, once inserted. */
+  id: number;
   resolve(outcome: 'accepted' | 'duplicate'): void;
   reject(err: unknown): void;
 }
@@ -208,10 +227,19 @@ export class DurableOutbox {
   private readonly dedupRetentionMs: number;
   private readonly listeners = new Set<() => void>();
   private readonly stmt: ReturnType<typeof prepareStatements>;
+  private readonly maxCachedPoints: number;
   private readonly commitGroup: (
     group: readonly Queued[],
+    deletes: readonly number[],
     now: number,
   ) => ('accepted' | 'duplicate')[];
+  /** Removed batches whose DELETE waits for the next commit; `peek` skips them. */
+  private readonly removed = new Set<number>();
+  /** Points of the batches `peek` handed out, by id: what `remove` subtracts. */
+  private readonly sizes = new Map<number, number>();
+  /** Points of recently accepted batches, by id, oldest first: `peek` needs no decoding. */
+  private readonly cached = new Map<number, readonly TelemetryPoint[]>();
+  private cachedPoints = 0;
   private queue: Queued[] = [];
   private queuedPoints = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -229,6 +257,7 @@ export class DurableOutbox {
     this.groupCommitMaxPoints = options.groupCommitMaxPoints ?? 10_000;
     this.maxBacklogPoints = options.maxBacklogPoints ?? 50_000_000;
     this.dedupRetentionMs = options.dedupRetentionMs ?? 7 * DAY_MS;
+    this.maxCachedPoints = options.maxCachedPoints ?? 200_000;
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
     this.db.pragma('journal_mode = WAL');
@@ -237,8 +266,11 @@ export class DurableOutbox {
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
     this.stmt = prepareStatements(this.db);
-    this.commitGroup = this.db.transaction((group: readonly Queued[], now: number) =>
-      group.map((q) => this.store(q, now)),
+    this.commitGroup = this.db.transaction(
+      (group: readonly Queued[], deletes: readonly number[], now: number) => {
+        for (const id of deletes) this.stmt.deleteBatch.run(id);
+        return group.map((q) => this.store(q, now));
+      },
     );
     const pending = this.db
       .prepare<[], { n: number; p: number | null }>(
@@ -286,7 +318,17 @@ export class DurableOutbox {
       throw new OutboxFull(this.pendingPoints + this.queuedPoints, this.maxBacklogPoints);
     }
     return new Promise((resolve, reject) => {
-      this.queue.push({ publisher: batch.publisher, boot, seq, count, body, resolve, reject });
+      this.queue.push({
+        publisher: batch.publisher,
+        boot,
+        seq,
+        count,
+        body,
+        points: batch.points,
+        id: 0,
+        resolve,
+        reject,
+      });
       this.queuedPoints += count;
       this.schedule();
     });
@@ -298,41 +340,64 @@ export class DurableOutbox {
     return () => this.listeners.delete(listener);
   }
 
-  /** The batches first in line, in order, up to `maxPoints` points (at least one batch). */
-  async peek(maxPoints: number): Promise<OutboxBatch[]> {
-    const out: OutboxBatch[] = [];
+  /**
+   * The batches first in line, in order, up to `maxPoints` points (at least one batch),
+   * leaving out those in `skip` (a writer's batches already being written). Points of a batch
+   * accepted by this process may be the very objects handed to `accept`: read them only.
+   */
+  async peek(maxPoints: number, skip?: ReadonlySet<number>): Promise<OutboxBatch[]> {
+    const rows: Omit<BatchRow, 'body'>[] = [];
     let total = 0;
-    for (const row of this.stmt.peek.iterate(Math.max(1, maxPoints))) {
-      if (out.length > 0 && total + row.points > maxPoints) break;
+    for (const row of this.stmt.peek.iterate()) {
+      if (this.removed.has(row.id) || skip?.has(row.id)) continue;
+      if (rows.length > 0 && total + row.points > maxPoints) break;
       total += row.points;
+      rows.push(row);
+      if (total >= maxPoints) break;
+    }
+    // Bodies are read once the scan is closed: one statement at a time on the connection.
+    return rows.map((row) => {
+      this.sizes.set(row.id, row.points);
+      const cached = this.cached.get(row.id);
       const batch: OutboxBatch = {
         id: row.id,
         publisher: row.publisher,
         acceptedMs: row.accepted_ms,
-        points: decodePoints(row.body),
+        points:
+          cached !== undefined
+            ? (cached as TelemetryPoint[])
+            : decodePoints(this.stmt.body.get(row.id)!.body),
       };
       if (row.boot !== null) batch.boot = row.boot;
       if (row.seq_from !== null && row.seq_to !== null) batch.seq = [row.seq_from, row.seq_to];
-      out.push(batch);
-    }
-    return out;
+      return batch;
+    });
   }
 
-  /** Deletes batches the store has taken. Unknown ids are ignored. */
+  /**
+   * Deletes batches the store has taken. Unknown ids are ignored. At once for `peek` and
+   * `stats`; on disk with the next commit (see the class comment: a crash before it only
+   * means writing those points to the store again).
+   */
   async remove(ids: readonly number[]): Promise<void> {
-    if (ids.length === 0) return;
-    this.db.transaction(() => {
-      for (const id of ids) {
-        const row = this.stmt.remove.get(id);
-        if (row === undefined) continue;
-        this.pendingBatches--;
-        this.pendingPoints -= row.points;
-      }
-    })();
+    if (this.closed) {
+      throw new AppError('unavailable', 'outbox_closed', 'telemetry outbox is closed');
+    }
+    for (const id of ids) {
+      if (this.removed.has(id)) continue;
+      const points = this.sizes.get(id) ?? this.stmt.pointsOf.get(id)?.points;
+      if (points === undefined) continue;
+      this.removed.add(id);
+      this.forget(id);
+      this.pendingBatches--;
+      this.pendingPoints -= points;
+    }
+    if (this.removed.size > 0) this.schedule();
   }
 
   /** Moves a batch the store refused for good out of line, keeping it and the reason. */
   async quarantine(id: number, reason: string): Promise<void> {
+    if (this.removed.has(id)) return;
     const text =
       reason.length > MAX_REASON_LENGTH ? `${reason.slice(0, MAX_REASON_LENGTH)}…` : reason;
     this.db.transaction(() => {
@@ -343,6 +408,7 @@ export class DurableOutbox {
       this.quarantinedBatches++;
       this.quarantinedPoints += row.points;
     })();
+    this.forget(id);
   }
 
   /** Puts a quarantined batch back in line (at the end), e.g. after a schema fix. */
@@ -380,10 +446,26 @@ export class DurableOutbox {
     return {
       pendingBatches: this.pendingBatches,
       pendingPoints: this.pendingPoints,
-      oldestMs: this.pendingBatches === 0 ? null : (this.stmt.oldest.get()?.accepted_ms ?? null),
+      oldestMs: this.pendingBatches === 0 ? null : this.oldestMs(),
       quarantinedBatches: this.quarantinedBatches,
       quarantinedPoints: this.quarantinedPoints,
     };
+  }
+
+  /** Acceptance time of the first batch not removed. */
+  private oldestMs(): number | null {
+    for (const row of this.stmt.oldest.iterate()) {
+      if (!this.removed.has(row.id)) return row.accepted_ms;
+    }
+    return null;
+  }
+
+  private forget(id: number): void {
+    this.sizes.delete(id);
+    const points = this.cached.get(id);
+    if (points === undefined) return;
+    this.cached.delete(id);
+    this.cachedPoints -= points.length;
   }
 
   /** Forgets seq ranges whose last batch is older than the retention. Returns rows deleted. */
@@ -415,13 +497,14 @@ export class DurableOutbox {
     this.timer = undefined;
     this.immediate = undefined;
     const group = this.queue;
-    if (group.length === 0) return;
+    if (group.length === 0 && this.removed.size === 0) return;
+    const deletes = [...this.removed];
     this.queue = [];
     this.queuedPoints = 0;
     const now = this.clock.now();
     let outcomes: ('accepted' | 'duplicate')[];
     try {
-      outcomes = this.commitGroup(group, now);
+      outcomes = this.commitGroup(group, deletes, now);
     } catch (err) {
       const failure = new AppError(
         'unavailable',
@@ -432,11 +515,16 @@ export class DurableOutbox {
       for (const q of group) q.reject(failure);
       return;
     }
+    for (const id of deletes) this.removed.delete(id);
     let accepted = false;
     group.forEach((q, i) => {
       if (outcomes[i] === 'accepted' && q.count > 0) {
         this.pendingBatches++;
         this.pendingPoints += q.count;
+        if (this.cachedPoints + q.count <= this.maxCachedPoints) {
+          this.cached.set(q.id, q.points);
+          this.cachedPoints += q.count;
+        }
         accepted = true;
       }
       q.resolve(outcomes[i]!);
@@ -467,14 +555,16 @@ export class DurableOutbox {
       if (!this.recordSeen(q.publisher, q.boot, q.seq, now)) return 'duplicate';
     }
     if (q.count > 0) {
-      this.stmt.insertBatch.run(
-        q.publisher,
-        q.boot ?? null,
-        q.seq?.[0] ?? null,
-        q.seq?.[1] ?? null,
-        now,
-        q.count,
-        q.body,
+      q.id = Number(
+        this.stmt.insertBatch.run(
+          q.publisher,
+          q.boot ?? null,
+          q.seq?.[0] ?? null,
+          q.seq?.[1] ?? null,
+          now,
+          q.count,
+          q.body,
+        ).lastInsertRowid,
       );
     }
     return 'accepted';
@@ -533,8 +623,13 @@ export function encodePoints(points: readonly TelemetryPoint[]): string {
   const devices: [string, Readonly<Record<string, string>>][] = [];
   const deviceIx = new Map<string, number[]>();
   const keys: ([string] | [string, string])[] = [];
-  const keyIx = new Map<string, number>();
+  // metric → unit (or undefined) → index in `keys`.
+  const keyIx = new Map<string, Map<string | undefined, number>>();
   const flat: (number | string | boolean)[] = new Array(points.length * 5);
+  // Points of one device come in runs: its index is looked up once per run.
+  let lastDevice: string | undefined;
+  let lastTags: Readonly<Record<string, string>> | undefined;
+  let lastIndex = -1;
   for (let i = 0; i < points.length; i++) {
     const p = points[i]!;
     const v = p.value;
@@ -555,20 +650,31 @@ export function encodePoints(points: readonly TelemetryPoint[]): string {
       );
     }
     let d = -1;
-    const candidates = deviceIx.get(p.device);
-    if (candidates !== undefined) {
-      for (const c of candidates) if (sameTags(devices[c]![1], p.tags)) d = c;
+    if (p.device === lastDevice && p.tags === lastTags) {
+      d = lastIndex;
+    } else {
+      const candidates = deviceIx.get(p.device);
+      if (candidates !== undefined) {
+        for (const c of candidates) if (sameTags(devices[c]![1], p.tags)) d = c;
+      }
+      if (d < 0) {
+        d = devices.push([p.device, p.tags]) - 1;
+        if (candidates === undefined) deviceIx.set(p.device, [d]);
+        else candidates.push(d);
+      }
+      lastDevice = p.device;
+      lastTags = p.tags;
+      lastIndex = d;
     }
-    if (d < 0) {
-      d = devices.push([p.device, p.tags]) - 1;
-      if (candidates === undefined) deviceIx.set(p.device, [d]);
-      else candidates.push(d);
+    let units = keyIx.get(p.metric);
+    if (units === undefined) {
+      units = new Map();
+      keyIx.set(p.metric, units);
     }
-    const keyName = p.unit === undefined ? `${p.metric}\u0000` : `${p.metric}\u0001${p.unit}`;
-    let k = keyIx.get(keyName);
+    let k = units.get(p.unit);
     if (k === undefined) {
       k = keys.push(p.unit === undefined ? [p.metric] : [p.metric, p.unit]) - 1;
-      keyIx.set(keyName, k);
+      units.set(p.unit, k);
     }
     const j = i * 5;
     flat[j] = d;

@@ -133,3 +133,14 @@ describe('escaping', () => {
     );
   });
 });
+
+describe('which characters need escaping', () => {
+  it('is exactly backslash, comma, `=`, space and Unicode Cc, for every UTF-16 code unit', () => {
+    const careful = /[\\,= \p{Cc}]/u;
+    for (let c = 0; c <= 0xffff; c++) {
+      // Last, so that a backslash is one parsers disagree on.
+      const text = `a${String.fromCharCode(c)}`;
+      expect(escapeTag(text) !== text, `U+${c.toString(16)}`).toBe(careful.test(text));
+    }
+  });
+});

@@ -29,28 +29,42 @@ import type { TelemetryPoint } from './telemetry-store.js';
 /** At most this many registry tags become `t_*` tags (the registry allows 32). */
 export const MAX_POINT_TAGS = 32;
 
-const NEEDS_CARE = /[\\,= \p{Cc}]/u;
 const CONTROL = /\p{Cc}/gu;
 const AMBIGUOUS_BACKSLASH = /\\(?=[\\,= ]|$)/g;
+
+/**
+ * True when `text` holds a backslash, comma, `=`, space or control character (Unicode Cc:
+ * U+0000–U+001F, U+007F–U+009F). A loop over the code units: no surrogate is any of these,
+ * and it costs a fraction of a Unicode pattern on the short names of every point.
+ */
+function needsCare(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c <= 0x20 || c === 0x2c || c === 0x3d || c === 0x5c || (c >= 0x7f && c <= 0x9f)) {
+      return true;
+    }
+  }
+  return false;
+}
 
 /**
  * The text the server stores for a measurement name, tag key or tag value: what a query
  * must ask for. Identity for every protocol-valid device id and metric name.
  */
 export function storedName(text: string): string {
-  if (!NEEDS_CARE.test(text)) return text;
+  if (!needsCare(text)) return text;
   return text.replace(CONTROL, '\uFFFD').replace(AMBIGUOUS_BACKSLASH, '\uFF3C');
 }
 
 /** A measurement: commas and spaces escaped. */
 export function escapeMeasurement(name: string): string {
-  if (!NEEDS_CARE.test(name)) return name;
+  if (!needsCare(name)) return name;
   return storedName(name).replace(/[, ]/g, '\\$&');
 }
 
 /** A tag key or tag value: commas, `=` and spaces escaped. */
 export function escapeTag(text: string): string {
-  if (!NEEDS_CARE.test(text)) return text;
+  if (!needsCare(text)) return text;
   return storedName(text).replace(/[,= ]/g, '\\$&');
 }
 
@@ -104,12 +118,16 @@ function valueField(value: TelemetryPoint['value']): string {
   }
 }
 
-/** One line, without a trailing newline. Throws {@link UnwritablePoint}. */
-export function toLine(point: TelemetryPoint): string {
+/** `,device=…,t_…=…`: the tags every point of a device shares. */
+function deviceTags(point: TelemetryPoint): string {
+  return `,device=${escapeTag(point.device)}${cachedTagSet(point.tags)}`;
+}
+
+function lineOf(point: TelemetryPoint, tags: string): string {
   if (!Number.isSafeInteger(point.timeMs)) {
     throw new UnwritablePoint(`time is not an integer of milliseconds: ${point.timeMs}`);
   }
-  let line = `${escapeMeasurement(point.metric)},device=${escapeTag(point.device)}${cachedTagSet(point.tags)}`;
+  let line = escapeMeasurement(point.metric) + tags;
   if (point.unit !== undefined && point.unit !== '') line += `,unit=${escapeTag(point.unit)}`;
   line += ` ${valueField(point.value)}`;
   if (point.backfilled === true) line += ',backfilled=true';
@@ -117,9 +135,26 @@ export function toLine(point: TelemetryPoint): string {
   return `${line} ${point.timeMs}`;
 }
 
+/** One line, without a trailing newline. Throws {@link UnwritablePoint}. */
+export function toLine(point: TelemetryPoint): string {
+  return lineOf(point, deviceTags(point));
+}
+
 /** A write body: one line per point, `\n`-separated. Throws {@link UnwritablePoint}. */
 export function toLines(points: readonly TelemetryPoint[]): string {
   const lines = new Array<string>(points.length);
-  for (let i = 0; i < points.length; i++) lines[i] = toLine(points[i]!);
+  // Points of one device come in runs (a batch lists a device's readings together).
+  let device: string | undefined;
+  let registryTags: TelemetryPoint['tags'] | undefined;
+  let tags = '';
+  for (let i = 0; i < points.length; i++) {
+    const point = points[i]!;
+    if (point.device !== device || point.tags !== registryTags) {
+      device = point.device;
+      registryTags = point.tags;
+      tags = deviceTags(point);
+    }
+    lines[i] = lineOf(point, tags);
+  }
   return lines.join('\n');
 }

@@ -1,5 +1,10 @@
 import { AppError, isProtocolError } from '@outpost/protocol/errors';
-import { parseSenmlPack, type Reading, resolveSenml, toReadings } from '@outpost/protocol/senml';
+import {
+  parseSenmlPack,
+  type Reading,
+  resolveReadings,
+  type SenmlPack,
+} from '@outpost/protocol/senml';
 import {
   bootIdSchema,
   parseTelemetryBatch,
@@ -59,8 +64,9 @@ export function decodeBatch(
   let boot: string | undefined;
   let seq: [number, number] | undefined;
   try {
-    let records: unknown;
+    let records: SenmlPack;
     if (signed) {
+      // The batch schema already parsed the records: resolve them as they are.
       const batch = parseTelemetryBatch(json);
       boot = batch.boot;
       seq = [batch.seq[0], batch.seq[1]];
@@ -68,10 +74,7 @@ export function decodeBatch(
     } else {
       records = parseSenmlPack(json);
     }
-    const readings = toReadings(
-      resolveSenml(parseSenmlPack(records), { now: nowS }),
-      publisher.deviceId,
-    );
+    const readings = resolveReadings(records, { now: nowS }, publisher.deviceId);
     return { ...(boot ? { boot } : {}), ...(seq ? { seq } : {}), readings };
   } catch (err) {
     if (isProtocolError(err)) {

@@ -294,6 +294,76 @@ describe('OutboxWriter with a fake store', () => {
     expect(store.writes).toHaveLength(1);
   });
 
+  /** A write that waits to be told how it ends. */
+  function heldWrites() {
+    const held: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+    const handler: WriteHandler = () =>
+      new Promise<void>((resolve, reject) => held.push({ resolve, reject }));
+    return { held, handler };
+  }
+  const settle = () => new Promise((resolve) => setTimeout(resolve, 30));
+
+  it('keeps up to maxWritesInFlight writes going, removing each chunk after its own write', async () => {
+    writer = make({ maxPointsPerWrite: 100, maxWritesInFlight: 2 });
+    for (const d of ['a', 'b', 'c', 'd']) await accept(d);
+    const { held, handler } = heldWrites();
+    store.next(handler, handler, handler, handler);
+    writer.start();
+    await vi.waitFor(() => expect(store.writes).toEqual([['a'], ['b']]));
+    await settle();
+    expect(store.writes).toHaveLength(2); // no third while two are in flight
+    expect(pending()).toBe(4);
+    held[1]!.resolve(); // b first
+    await vi.waitFor(() => expect(store.writes).toEqual([['a'], ['b'], ['c']]));
+    expect((await outbox.peek(1_000)).map((b) => b.publisher)).toEqual(['a', 'c', 'd']);
+    held[0]!.resolve();
+    await vi.waitFor(() => expect(store.writes).toHaveLength(4));
+    held[2]!.resolve();
+    held[3]!.resolve();
+    await vi.waitFor(() => expect(pending()).toBe(0));
+  });
+
+  it('backs off once when concurrent writes fail together, keeping their batches', async () => {
+    writer = make({ maxPointsPerWrite: 100, maxWritesInFlight: 2 });
+    for (const d of ['a', 'b', 'c']) await accept(d);
+    const { held, handler } = heldWrites();
+    store.next(handler, handler);
+    writer.start();
+    await vi.waitFor(() => expect(store.writes).toHaveLength(2));
+    held[0]!.reject(new StoreUnavailable('write answered 503'));
+    held[1]!.reject(new StoreUnavailable('write answered 503'));
+    await settle();
+    // One failure: half of minBackoffMs, not of twice it. Nothing is tried before.
+    expect(store.writes).toHaveLength(2);
+    expect(pending()).toBe(3);
+    store.next(ok, ok, ok);
+    clock.advance(49);
+    await settle();
+    expect(store.writes).toHaveLength(2);
+    clock.advance(1);
+    await vi.waitFor(() => expect(pending()).toBe(0));
+    expect(store.writes.slice(2)).toEqual([['a'], ['b'], ['c']]);
+  });
+
+  it('keeps the backoff when a write taken before a failure succeeds after it', async () => {
+    writer = make({ maxPointsPerWrite: 100, maxWritesInFlight: 2 });
+    for (const d of ['a', 'b', 'c']) await accept(d);
+    const { held, handler } = heldWrites();
+    store.next(handler, handler);
+    writer.start();
+    await vi.waitFor(() => expect(store.writes).toHaveLength(2));
+    held[0]!.reject(new StoreUnavailable('write answered 503'));
+    await settle();
+    held[1]!.resolve();
+    await vi.waitFor(() => expect(pending()).toBe(2)); // b is written and removed
+    await settle();
+    expect(store.writes).toHaveLength(2); // the backoff still runs
+    store.next(ok, ok);
+    clock.advance(50);
+    await vi.waitFor(() => expect(pending()).toBe(0));
+    expect(store.writes.slice(2)).toEqual([['a'], ['c']]);
+  });
+
   it('exports the outbox and store metrics', async () => {
     const registry = new Registry();
     writer = make({ metrics: registry });

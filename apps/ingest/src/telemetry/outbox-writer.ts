@@ -4,12 +4,24 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Clock } from '../injection.js';
 import type { DurableOutbox, OutboxBatch } from './durable-outbox.js';
-import { StoreRefused, StoreUnavailable, type TelemetryStore } from './telemetry-store.js';
+import {
+  StoreRefused,
+  StoreUnavailable,
+  type TelemetryPoint,
+  type TelemetryStore,
+} from './telemetry-store.js';
 
 /**
  * Drains the durable outbox into the TelemetryStore: peek → write → remove. At least once:
  * a batch is deleted only after the store took it, and the store is idempotent, so a crash
  * between write and remove writes the same points again and duplicates nothing.
+ *
+ * In the background up to `maxWritesInFlight` chunks are written at once, each a different
+ * run of batches (the next peek skips those in flight), so the store works on one while the
+ * event loop prepares the next. Each chunk is removed only once its own write succeeded.
+ * Chunks may therefore reach the store out of order; since the store keeps one value per
+ * (device, metric, time), only two different values sent for the very same point could end
+ * up the other way round.
  *
  * - StoreUnavailable: keep everything, back off exponentially with full jitter, never
  *   sooner than the server's Retry-After; `store_misconfigured` backs off slowly.
@@ -29,6 +41,8 @@ export interface OutboxWriterOptions {
   logger: Logger;
   /** Points per store write; 5,000 by default. A larger single batch is written whole. */
   maxPointsPerWrite?: number;
+  /** Store writes in flight at once while running in the background; 3 by default. */
+  maxWritesInFlight?: number;
   /** First backoff ceiling; 100 ms by default. Each failure doubles it. */
   minBackoffMs?: number;
   /** Largest backoff ceiling; 30 s by default. */
@@ -68,6 +82,7 @@ export class OutboxWriter {
   private readonly random: () => number;
   private readonly log: Logger;
   private readonly maxPointsPerWrite: number;
+  private readonly maxWritesInFlight: number;
   private readonly minBackoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly misconfiguredBackoffMs: number;
@@ -78,12 +93,21 @@ export class OutboxWriter {
   private failures = 0;
   private failingSinceMs: number | null = null;
   private retryAtMs = Number.NEGATIVE_INFINITY;
+  /**
+   * Counts failures: a chunk taken before the latest failure neither resets the backoff by
+   * succeeding nor doubles it by failing too (it met the same outage).
+   */
+  private generation = 0;
+  /** Ids of the batches being written. */
+  private readonly inFlight = new Set<number>();
   private loop: Promise<void> | undefined;
   private stopping = false;
   private wake: (() => void) | undefined;
   private idle = false;
   /** Set when the outbox accepted a batch since the last peek: no idle sleep then. */
   private arrived = false;
+  /** Set when a write finished since the last peek: its batches may be due again. */
+  private settled = false;
   private unsubscribe: (() => void) | undefined;
 
   constructor(options: OutboxWriterOptions) {
@@ -93,6 +117,7 @@ export class OutboxWriter {
     this.random = options.random;
     this.log = options.logger.child({ module: 'outbox-writer' });
     this.maxPointsPerWrite = options.maxPointsPerWrite ?? 5_000;
+    this.maxWritesInFlight = Math.max(1, options.maxWritesInFlight ?? 3);
     this.minBackoffMs = options.minBackoffMs ?? 100;
     this.maxBackoffMs = options.maxBackoffMs ?? 30_000;
     this.misconfiguredBackoffMs = options.misconfiguredBackoffMs ?? 30_000;
@@ -169,7 +194,7 @@ export class OutboxWriter {
     this.loop = this.run();
   }
 
-  /** Lets the write in flight finish (and its batches be removed), then stops. */
+  /** Lets the writes in flight finish (and their batches be removed), then stops. */
   async stop(): Promise<void> {
     this.stopping = true;
     this.unsubscribe?.();
@@ -183,24 +208,41 @@ export class OutboxWriter {
   async drainOnce(): Promise<DrainResult> {
     const now = this.clock.now();
     if (now < this.retryAtMs) return { outcome: 'waiting', retryInMs: this.retryAtMs - now };
-    const chunk = await this.outbox.peek(this.maxPointsPerWrite);
+    const chunk = await this.claim();
     if (chunk.length === 0) return { outcome: 'idle' };
-    const progress: Progress = { batches: 0, points: 0, quarantined: 0 };
-    const first = await this.write(chunk, progress);
-    if (first === undefined) return this.succeeded(progress);
-    if (!(first instanceof StoreRefused)) return this.failed(first, progress);
-    if (chunk.length === 1) {
-      await this.quarantine(chunk[0]!, first, progress);
-      return this.succeeded(progress);
+    return this.drain(chunk);
+  }
+
+  /** The next chunk not already in flight, marked as in flight. */
+  private async claim(): Promise<OutboxBatch[]> {
+    const chunk = await this.outbox.peek(this.maxPointsPerWrite, this.inFlight);
+    for (const batch of chunk) this.inFlight.add(batch.id);
+    return chunk;
+  }
+
+  /** Writes a claimed chunk, isolating refused batches, and gives up the claim. */
+  private async drain(chunk: readonly OutboxBatch[]): Promise<DrainResult> {
+    const generation = this.generation;
+    try {
+      const progress: Progress = { batches: 0, points: 0, quarantined: 0 };
+      const first = await this.write(chunk, progress);
+      if (first === undefined) return this.succeeded(progress, generation);
+      if (!(first instanceof StoreRefused)) return this.failed(first, progress, generation);
+      if (chunk.length === 1) {
+        await this.quarantine(chunk[0]!, first, progress);
+        return this.succeeded(progress, generation);
+      }
+      // Somewhere in the chunk is a batch the store will never take: find it alone.
+      for (const batch of chunk) {
+        const err = await this.write([batch], progress);
+        if (err === undefined) continue;
+        if (!(err instanceof StoreRefused)) return this.failed(err, progress, generation);
+        await this.quarantine(batch, err, progress);
+      }
+      return this.succeeded(progress, generation);
+    } finally {
+      for (const batch of chunk) this.inFlight.delete(batch.id);
     }
-    // Somewhere in the chunk is a batch the store will never take: find it alone.
-    for (const batch of chunk) {
-      const err = await this.write([batch], progress);
-      if (err === undefined) continue;
-      if (!(err instanceof StoreRefused)) return this.failed(err, progress);
-      await this.quarantine(batch, err, progress);
-    }
-    return this.succeeded(progress);
   }
 
   /** Writes the batches and removes them; the error if the store failed. */
@@ -208,7 +250,7 @@ export class OutboxWriter {
     batches: readonly OutboxBatch[],
     progress: Progress,
   ): Promise<AppError | undefined> {
-    const points = batches.length === 1 ? batches[0]!.points : batches.flatMap((b) => b.points);
+    const points = batches.length === 1 ? batches[0]!.points : concat(batches);
     const started = performance.now();
     let outcome: WriteOutcome = 'ok';
     try {
@@ -252,7 +294,9 @@ export class OutboxWriter {
     );
   }
 
-  private succeeded(progress: Progress): DrainResult {
+  private succeeded(progress: Progress, generation: number): DrainResult {
+    // Taken before the latest failure: it says nothing about the store now.
+    if (generation !== this.generation) return { outcome: 'written', ...progress };
     if (this.failingSinceMs !== null) {
       this.log.info(
         {
@@ -268,8 +312,18 @@ export class OutboxWriter {
     return { outcome: 'written', ...progress };
   }
 
-  private failed(error: AppError, progress: Progress): DrainResult {
+  private failed(error: AppError, progress: Progress, generation: number): DrainResult {
     const now = this.clock.now();
+    if (generation !== this.generation) {
+      // Another chunk already failed since this one was taken: its backoff stands.
+      return {
+        outcome: 'failed',
+        retryInMs: Math.max(0, this.retryAtMs - now),
+        error,
+        ...progress,
+      };
+    }
+    this.generation++;
     this.failures++;
     const ceiling = Math.min(
       this.maxBackoffMs,
@@ -302,35 +356,68 @@ export class OutboxWriter {
     return { outcome: 'failed', retryInMs, error, ...progress };
   }
 
+  /**
+   * The background loop: keeps up to `maxWritesInFlight` chunks being written, claims the
+   * next as soon as one finishes or a batch arrives, and stops claiming during a backoff.
+   */
   private async run(): Promise<void> {
+    const writing = new Set<Promise<void>>();
     while (!this.stopping) {
-      let result: DrainResult;
+      if (writing.size >= this.maxWritesInFlight) {
+        await Promise.race(writing);
+        continue;
+      }
+      const now = this.clock.now();
+      if (now < this.retryAtMs) {
+        await this.sleep(Math.max(1, this.retryAtMs - now), false);
+        continue;
+      }
       this.arrived = false;
+      this.settled = false;
+      const generation = this.generation;
+      let chunk: OutboxBatch[];
       try {
-        result = await this.drainOnce();
+        chunk = await this.claim();
       } catch (err) {
-        // The outbox itself failed (disk): back off as for an unavailable store.
-        const error =
-          err instanceof AppError
-            ? err
-            : new AppError('internal', 'outbox_drain_failed', String((err as Error)?.message), {
-                cause: err,
-              });
-        result = this.failed(error, { batches: 0, points: 0, quarantined: 0 });
+        this.outboxFailed(err, generation);
+        continue;
       }
-      if (this.stopping) break;
-      switch (result.outcome) {
-        case 'written':
-          // Let accepts and I/O run between chunks (the SQLite store never yields).
-          await new Promise((resolve) => setImmediate(resolve));
-          break;
-        case 'idle':
-          if (!this.arrived) await this.sleep(this.idlePollMs, true);
-          break;
-        default:
-          await this.sleep(Math.max(1, result.retryInMs), false);
+      if (this.stopping) {
+        for (const batch of chunk) this.inFlight.delete(batch.id);
+        break;
       }
+      if (chunk.length === 0) {
+        // Nothing left that is not already being written: wait for an arrival, or for a
+        // write to finish (a failed one leaves its batches to take again).
+        if (!this.arrived && !this.settled) await this.sleep(this.idlePollMs, true);
+        continue;
+      }
+      const task: Promise<void> = this.drain(chunk).then(
+        () => undefined,
+        (err: unknown) => this.outboxFailed(err, generation),
+      );
+      writing.add(task);
+      void task.finally(() => {
+        writing.delete(task);
+        // A slot is free: claim again without waiting out an idle poll.
+        this.settled = true;
+        if (this.idle) this.wake?.();
+      });
+      // Let accepts and I/O run between chunks (the SQLite store never yields).
+      await new Promise((resolve) => setImmediate(resolve));
     }
+    await Promise.all(writing);
+  }
+
+  /** The outbox itself failed (disk): back off as for an unavailable store. */
+  private outboxFailed(err: unknown, generation: number): void {
+    const error =
+      err instanceof AppError
+        ? err
+        : new AppError('internal', 'outbox_drain_failed', String((err as Error)?.message), {
+            cause: err,
+          });
+    this.failed(error, { batches: 0, points: 0, quarantined: 0 }, generation);
   }
 
   /** Waits `ms`, or less if stopped or, when idle, when a batch arrives. */
@@ -348,4 +435,11 @@ export class OutboxWriter {
       this.wake = done;
     });
   }
+}
+
+/** The points of several batches in one array (a plain loop: `flatMap` costs more here). */
+function concat(batches: readonly OutboxBatch[]): TelemetryPoint[] {
+  const points: TelemetryPoint[] = [];
+  for (const batch of batches) for (const point of batch.points) points.push(point);
+  return points;
 }

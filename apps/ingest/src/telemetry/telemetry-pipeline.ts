@@ -50,6 +50,7 @@ export class TelemetryPipeline implements OnModuleInit, OnApplicationShutdown {
     this.writer = new OutboxWriter({
       outbox: this.outbox,
       store: this.store,
+      maxWritesInFlight: config.outbox.writesInFlight,
       clock,
       random: () => random.unit(),
       logger: logger.child({ module: 'outbox-writer' }),

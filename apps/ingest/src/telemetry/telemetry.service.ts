@@ -31,6 +31,7 @@ export interface AcceptResult {
 /** How long a gateway's children and a child's tags are trusted before re-reading them. */
 const REGISTRY_CACHE_MS = 5_000;
 const MAX_TAG_CACHE = 100_000;
+const NO_TAGS: Readonly<Record<string, string>> = Object.freeze({});
 
 /**
  * The telemetry pipeline (PROTOCOL.md §5, §9): verify → validate → resolve → check children
@@ -159,14 +160,18 @@ export class TelemetryService {
     const tags = new Map<string, Readonly<Record<string, string>>>([
       [session.deviceId, session.tags],
     ]);
-    for (const child of new Set(decoded.readings.map((r) => r.deviceId))) {
+    // Readings of one device come in runs: each device is looked at once per run.
+    let previous: string | undefined;
+    for (const { deviceId: child } of decoded.readings) {
+      if (child === previous) continue;
+      previous = child;
       if (tags.has(child)) continue;
       const info = await this.childInfo(child, now);
       if (info.revoked)
         throw new TelemetryRejected('revoked', `device ${child} is revoked`, batchRef);
       tags.set(child, info.tags);
     }
-    const points = toPoints(decoded.readings, (id) => tags.get(id) ?? {});
+    const points = toPoints(decoded.readings, (id) => tags.get(id) ?? NO_TAGS);
     const outcome = await this.outbox.accept({
       publisher: session.deviceId,
       ...(decoded.boot ? { boot: decoded.boot } : {}),
