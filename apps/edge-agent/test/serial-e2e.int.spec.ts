@@ -98,7 +98,22 @@ describe('serial devices to the cloud', () => {
         }),
       );
     }
-    await sleep(5000);
+    // Let every device send a good number of readings (each starts once the agent's `ID?`
+    // reaches it; on a loaded machine that can take a few seconds).
+    await waitFor(
+      async () => {
+        for (const d of DEVICES) {
+          try {
+            const s = JSON.parse(await readFile(work.join(`${d}.json`), 'utf8')) as SimStats;
+            if ((s.devices[d]?.sent.t ?? 0) <= 60) return false;
+          } catch {
+            return false;
+          }
+        }
+        return true;
+      },
+      { what: 'readings from every device', timeoutMs: 60_000 },
+    );
     for (const sim of sims) await sim.stop();
     const stats = await Promise.all(
       DEVICES.map(
