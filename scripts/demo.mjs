@@ -21,9 +21,11 @@ for (const [name, path] of Object.entries(bins)) {
   }
 }
 
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: the demo honours the ingest's own settings
 const dataDir = resolve(process.env.INGEST_DATA_DIR ?? 'data');
 const demoDir = join(dataDir, 'demo');
 mkdirSync(demoDir, { recursive: true, mode: 0o700 });
+// biome-ignore lint/suspicious/noUndeclaredEnvVars: the demo honours the ingest's own settings
 const port = Number(process.env.INGEST_HTTP_PORT ?? 8080);
 const url = `http://127.0.0.1:${port}`;
 const children = [];
@@ -73,6 +75,7 @@ async function waitFor(what, check, timeoutMs = 30_000) {
 start('ingest', ['--enable-source-maps', bins.ingest], { INGEST_DATA_DIR: dataDir });
 await waitFor('the ingest', async () => (await fetch(`${url}/readyz`)).ok);
 const token =
+  // biome-ignore lint/suspicious/noUndeclaredEnvVars: the demo honours the ingest's own settings
   process.env.INGEST_BOOTSTRAP_TOKEN ?? readFileSync(join(dataDir, 'admin-token'), 'utf8').trim();
 const api = async (method, path, body) => {
   const res = await fetch(`${url}${path}`, {
@@ -86,11 +89,28 @@ const api = async (method, path, body) => {
 // The gateway and its children; on a second run they exist already.
 const agentDir = join(demoDir, 'agent');
 if (!existsSync(join(agentDir, 'identity.json'))) {
-  const enrollment = await api('POST', '/api/v1/enrollments', { deviceId: 'demo-gw', kind: 'gateway', tags: { site: 'demo' } });
-  if (enrollment.status !== 201) throw new Error(`could not create the gateway: ${JSON.stringify(enrollment.body)}`);
+  const enrollment = await api('POST', '/api/v1/enrollments', {
+    deviceId: 'demo-gw',
+    kind: 'gateway',
+    tags: { site: 'demo' },
+  });
+  if (enrollment.status !== 201)
+    throw new Error(`could not create the gateway: ${JSON.stringify(enrollment.body)}`);
   await new Promise((ok, fail) =>
-    spawn(process.execPath, [bins.agent, 'enroll', '--server', url, '--token', enrollment.body.token, '--data-dir', agentDir], { stdio: 'inherit' })
-      .on('exit', (code) => (code === 0 ? ok() : fail(new Error('agent enrollment failed')))),
+    spawn(
+      process.execPath,
+      [
+        bins.agent,
+        'enroll',
+        '--server',
+        url,
+        '--token',
+        enrollment.body.token,
+        '--data-dir',
+        agentDir,
+      ],
+      { stdio: 'inherit' },
+    ).on('exit', (code) => (code === 0 ? ok() : fail(new Error('agent enrollment failed')))),
   );
   await api('POST', '/api/v1/devices/import', [
     { id: 'boiler-1', gateway: 'demo-gw', tags: { site: 'demo', room: 'boiler' } },
@@ -100,7 +120,14 @@ if (!existsSync(join(agentDir, 'identity.json'))) {
 }
 
 // Serial sensors on pty pairs: the simulator prints the path the agent opens for each.
-const sim = start('sim-serial', [bins.sim, 'serial', '--scenario', join(root, 'scripts/demo/serial.yaml'), '--pty-dir', join(demoDir, 'pty')]);
+const sim = start('sim-serial', [
+  bins.sim,
+  'serial',
+  '--scenario',
+  join(root, 'scripts/demo/serial.yaml'),
+  '--pty-dir',
+  join(demoDir, 'pty'),
+]);
 const ports = await new Promise((resolvePorts) => {
   const found = {};
   createInterface({ input: sim.stdout }).on('line', (line) => {
@@ -118,7 +145,9 @@ const config = {
   server: url,
   dataDir: agentDir,
   sources: [
-    ...Object.entries(ports).map(([device, path]) => ({ serial: { port: path, parser: 'outpost-line', device } })),
+    ...Object.entries(ports).map(([device, path]) => ({
+      serial: { port: path, parser: 'outpost-line', device },
+    })),
     { mqtt: { listen: '127.0.0.1:1884', allowAnonymous: true } },
   ],
   batch: { maxRecords: 200, maxAge: '2s' },
@@ -127,7 +156,16 @@ const config = {
 };
 writeFileSync(join(demoDir, 'agent.yaml'), JSON.stringify(config, null, 2));
 start('agent', [bins.agent, 'run', '--config', join(demoDir, 'agent.yaml')]);
-start('sim-mqtt', [bins.sim, 'mqtt', '--scenario', join(root, 'scripts/demo/mqtt.yaml'), '--server', url, '--admin-token', token]);
+start('sim-mqtt', [
+  bins.sim,
+  'mqtt',
+  '--scenario',
+  join(root, 'scripts/demo/mqtt.yaml'),
+  '--server',
+  url,
+  '--admin-token',
+  token,
+]);
 
 console.log(`
 Outpost demo is running.

@@ -11,7 +11,6 @@ import {
   type AgentProcess,
   apiOf,
   enrollGateway,
-  sleep,
   startAgent,
   storedPoints,
 } from './support/agent-harness.js';
