@@ -79,7 +79,7 @@ describe('outbox, per 500-reading batch', () => {
   bench('append (sync: normal)', () => {
     normal.append(next());
   });
-  bench('take 16 + ack 16, per batch', () => {
+  bench('a window turned over: take 16, ack 16, append 16', () => {
     const taken = drained.take(16);
     drained.ack(taken.map((b) => b.id));
     for (let i = 0; i < taken.length; i++) drained.append(next());

@@ -279,9 +279,10 @@ describe('serial source with a plain writer on a socat pty', { timeout: 60_000 }
       timeoutMs: 5_000,
     });
 
+    // Two lines arriving at one wall-clock instant get distinct times, 1 ms apart.
     expect(got.readings.map((r) => [r.value, r.time])).toEqual([
       [1, Date.UTC(2026, 0, 1) / 1000],
-      [3, Date.UTC(2026, 0, 1) / 1000],
+      [3, (Date.UTC(2026, 0, 1) + 1) / 1000],
       [4, Date.UTC(2026, 0, 1) / 1000 - 3_600],
       [5, Date.UTC(2026, 0, 1) / 1000 - 3_600 + 86_400],
     ]);

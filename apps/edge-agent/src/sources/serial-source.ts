@@ -67,6 +67,8 @@ export class SerialSource implements Source {
   #resolvedPath: string | undefined;
   #identity: DeviceIdentity | undefined;
   #lastFrameAt: number | undefined;
+  /** Last arrival time given to a line (epoch ms), so each line gets its own instant. */
+  #lastArrivalMs = 0;
   #lines = 0;
   #frames = 0;
   #readings = 0;
@@ -305,7 +307,7 @@ export class SerialSource implements Source {
     if (port !== this.#port) return;
     const lines = this.#splitter.push(chunk);
     if (lines.length === 0) return;
-    const now = this.#clock.now() / 1000;
+    const nowMs = this.#clock.now();
     const readings: SourceReading[] = [];
     let framed = false;
     let identified = false;
@@ -330,7 +332,19 @@ export class SerialSource implements Source {
         }
         this.#emitFrame(result.frame);
       }
-      const time = result.time ?? now;
+      // Lines that arrive in one chunk would share a millisecond, and points of one device,
+      // metric and time overwrite each other in the store: stamp arrivals strictly
+      // increasing per port (a clock step back restarts from the clock). A time the device
+      // sent itself is kept as it is.
+      let time = result.time;
+      if (time === undefined) {
+        const arrival =
+          nowMs > this.#lastArrivalMs || nowMs < this.#lastArrivalMs - 1000
+            ? nowMs
+            : this.#lastArrivalMs + 1;
+        this.#lastArrivalMs = arrival;
+        time = arrival / 1000;
+      }
       for (const [metric, value] of result.values) {
         const unit = this.#parser.unit(metric);
         const device = this.#config.device;
@@ -342,7 +356,7 @@ export class SerialSource implements Source {
       }
     }
     if (framed) {
-      this.#lastFrameAt = now;
+      this.#lastFrameAt = nowMs / 1000;
       this.#handle({ type: identified ? 'identified' : 'frame' });
     }
     if (readings.length === 0) return;
