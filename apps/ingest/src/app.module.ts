@@ -7,6 +7,7 @@ import { DeviceTokens } from './auth/device-tokens.js';
 import { Broker } from './broker/broker.js';
 import { type CoreDeps, CoreModule } from './core.module.js';
 import { DashboardController } from './dashboard/dashboard.controller.js';
+import { DesiredConfigSender } from './devices/desired-config.js';
 import { DevicesController } from './devices/devices.controller.js';
 import { DevicesService } from './devices/devices.service.js';
 import { EnrollmentService } from './devices/enrollment.service.js';
@@ -81,6 +82,7 @@ export class AppModule {
         },
         TelemetryService,
         Broker,
+        DesiredConfigSender,
         ...ALERT_PROVIDERS,
         ...OTA_PROVIDERS,
       ],

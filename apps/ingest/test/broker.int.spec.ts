@@ -350,6 +350,29 @@ describe('embedded MQTT broker (real sockets)', () => {
     await second.endAsync();
   });
 
+  it('sends a changed desired config as a signed config.desired command, and again on resubscribe', async () => {
+    const client = await connect('dev-1', await jwt(dev, 'dev-1'));
+    await client.subscribeAsync(topics.commands('dev-1'), { qos: 1 });
+    const pushed = nextCommand(client, 'dev-1');
+    const patched = await ingest.api('PATCH', '/api/v1/devices/dev-1', {
+      desiredConfig: { batch: { maxRecords: 100 } },
+    });
+    expect(patched.status).toBe(200);
+    expect(await pushed).toMatchObject({
+      type: 'config.desired',
+      device: 'dev-1',
+      version: 1,
+      config: { batch: { maxRecords: 100 } },
+    });
+    await client.endAsync();
+    // It has not reported config_version 1 yet: the next subscription gets it again.
+    const again = await connect('dev-1', await jwt(dev, 'dev-1'));
+    const resent = nextCommand(again, 'dev-1');
+    await again.subscribeAsync(topics.commands('dev-1'), { qos: 1 });
+    expect(await resent).toMatchObject({ type: 'config.desired', version: 1 });
+    await again.endAsync();
+  });
+
   it('closes a session whose keep-alive lapses and records why', async () => {
     const socket = await rawConnect('dev-1', await jwt(dev, 'dev-1'), 1);
     await new Promise((r) => socket.once('close', r));
