@@ -100,7 +100,7 @@ describe('one signed 100-record batch on the event loop', () => {
     toLines(points);
   });
   bench('TelemetryService.accept up to the outbox (all of the above before it)', async () => {
-    // The outbox is a stub that takes everything, so the same batch can be sent again.
+    // This outbox accepts every batch (no dedup), so the same batch can be sent again.
     await service.accept(session, jws);
   });
   bench('peer: JSON.parse + Point + toLineProtocol per record', () => {
