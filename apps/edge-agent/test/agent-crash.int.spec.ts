@@ -133,8 +133,10 @@ describe('kill -9 of the agent mid-stream', () => {
       expect(lost).toBeGreaterThanOrEqual(0);
       // At most what arrives within one batch age (plus one publish) was only in memory.
       expect(lost).toBeLessThanOrEqual(Math.ceil((RATE_PER_S * (MAX_AGE_MS + 200)) / 1000) + 40);
-      // The drill did crash with readings on disk.
-      expect(held.length).toBeGreaterThan(0);
+      // The drill did crash mid-stream. While the ingest hangs the outbox cannot drain, so
+      // readings are on disk; just after it resumed, the outbox may have emptied already.
+      if (afterResumeMs < 0) expect(held.length).toBeGreaterThan(0);
+      else expect(held.length + storedAtCrash.length).toBeGreaterThan(0);
     },
   );
 
