@@ -113,7 +113,9 @@ try {
   ] as const) {
     const imports: number[] = [];
     for (let i = 0; i < 3; i++)
-      imports.push(await time(() => store.insertDevices(devices(`${name.toLowerCase()}${i}`), Date.now())));
+      imports.push(
+        await time(() => store.insertDevices(devices(`${name.toLowerCase()}${i}`), Date.now())),
+      );
     const n = 200;
     const enroll = await time(async () => {
       for (let i = 0; i < n; i++) await enrollOne(store, `e${name.toLowerCase()}`);

@@ -33,7 +33,7 @@ export class DesiredConfigSender implements OnApplicationBootstrap {
   private async send(deviceId: string, changed: boolean): Promise<void> {
     try {
       const device = await this.store.getDevice(deviceId);
-      if (!device || device.status !== 'active' || device.desiredConfig === null) return;
+      if (device?.status !== 'active' || device.desiredConfig === null) return;
       const reported = (device.reportedState as { config_version?: unknown } | null)
         ?.config_version;
       const behind = typeof reported !== 'number' || reported < device.desiredConfigVersion;

@@ -15,7 +15,9 @@ import { verifyWebhook } from './webhook-signature.js';
 
 const NOW = Date.parse('2025-03-01T12:00:31Z');
 const clock = { now: () => NOW };
-const config = loadConfig({ INGEST_ALERT_WEBHOOK_TIMEOUT_MS: '300' });
+// A timeout long enough for a loaded CI machine; the never-answering receiver gets a short one.
+const config = loadConfig({ INGEST_ALERT_WEBHOOK_TIMEOUT_MS: '5000' });
+const quickConfig = loadConfig({ INGEST_ALERT_WEBHOOK_TIMEOUT_MS: '300' });
 const SECRET = 'whsec_contract';
 
 interface Hit {
@@ -133,7 +135,7 @@ describe('WebhookNotifier', () => {
   it('gives up on a receiver that never answers, within the timeout, as retryable', async () => {
     const r = await receiver(() => {});
     open.push(r);
-    const result = await notifier.send(
+    const result = await new WebhookNotifier(quickConfig, clock).send(
       outgoing(sampleMessage('n'), { url: r.url, secret: SECRET }),
     );
     expect(result).toEqual({
