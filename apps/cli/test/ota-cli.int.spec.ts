@@ -216,8 +216,10 @@ describe('outpost keys, firmware and rollout', () => {
       '50,100',
       '--soak',
       '0s',
+      // Long enough that the rollout is still running when `--watch` starts on a loaded
+      // machine: its first frame must show a running rollout.
       '--offer-timeout',
-      '1s',
+      '5s',
       '--abort-failure-rate',
       '1',
       '--json',
