@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { parseDuration } from '@outpost/protocol/duration';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { type BootloaderFlags, bootloaderFromFlags } from './bootloader-flags.js';
 import type { FleetStats } from './device.js';
 import { DEFAULT_FLEET_METRICS, fleetScenario } from './fleet-plan.js';
 import type { MqttDeviceEvent } from './mqtt-device.js';
@@ -225,7 +226,7 @@ addRunOptions(
   await runSerial(await readScenario(opts.scenario, 'serial'), opts);
 });
 
-interface QuickOptions extends RunOptions {
+interface QuickOptions extends RunOptions, BootloaderFlags {
   port?: string;
   pty?: boolean;
   metrics: string[];
@@ -237,11 +238,6 @@ interface QuickOptions extends RunOptions {
   rate: number;
   seed: number;
   waitForId?: boolean;
-  failFlash?: string;
-  failHealth?: number;
-  slowMs?: number;
-  rebootMs?: number;
-  maxImageBytes?: number;
 }
 
 addRunOptions(
@@ -263,22 +259,29 @@ addRunOptions(
     .option('--seed <n>', 'random seed', intArg, 1)
     .option('--wait-for-id', 'after each (re)open, stay quiet until the application sends ID?')
     .option('--fail-flash <verify|offset>', 'END fails verification, or the chunk at offset fails')
+    .option(
+      '--fail-flash-times <n>',
+      'the flash failure happens n times, then works',
+      positiveIntArg,
+    )
     .option('--fail-health <duration>', 'revert new firmware this long after reboot', durationArg)
+    .option(
+      '--fail-health-times <n>',
+      'the health check fails n times, then passes',
+      positiveIntArg,
+    )
     .option('--slow-ms <ms>', 'delay of each chunk ack', intArg)
     .option('--reboot-ms <ms>', 'silence while rebooting', intArg)
     .option('--max-image-bytes <n>', 'largest image the device stages', intArg),
 ).action(async (opts: QuickOptions) => {
   if ((opts.port === undefined) === (opts.pty !== true)) fail('give either --port PATH or --pty');
   const metrics = metricFlags(opts.metrics);
-  const bootloader: Record<string, unknown> = {};
-  if (opts.failFlash !== undefined) {
-    bootloader.failFlash =
-      opts.failFlash === 'verify' ? 'verify' : { atOffset: Number(opts.failFlash) };
+  let bootloader: Record<string, unknown>;
+  try {
+    bootloader = bootloaderFromFlags(opts);
+  } catch (err) {
+    fail(err);
   }
-  if (opts.failHealth !== undefined) bootloader.failHealth = { after: `${opts.failHealth}ms` };
-  if (opts.slowMs !== undefined) bootloader.slowMs = opts.slowMs;
-  if (opts.rebootMs !== undefined) bootloader.rebootMs = opts.rebootMs;
-  if (opts.maxImageBytes !== undefined) bootloader.maxImageBytes = opts.maxImageBytes;
   let scenario: Scenario;
   try {
     scenario = scenarioFromObject(

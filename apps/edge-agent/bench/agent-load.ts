@@ -75,6 +75,19 @@ function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+/**
+ * The resident set split by where it comes from (smaps_rollup): pages of files shared with
+ * other processes (chiefly the node binary's own code) and memory private to the agent.
+ */
+function memoryParts(pid: number): { privateBytes: number; sharedFileBytes: number } {
+  const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? 0) * 1024;
+  return {
+    privateBytes: kb('Private_Dirty') + kb('Private_Clean'),
+    sharedFileBytes: kb('Shared_Clean'),
+  };
+}
+
 function cpuMs(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -178,11 +191,13 @@ async function stopFleet(work: WorkDir, fleet: Fleet): Promise<number> {
 /** RSS and CPU of a process sampled every second while `during` runs. */
 async function sample<T>(pid: number, during: () => Promise<T>) {
   const rss: number[] = [];
+  const parts: { privateBytes: number; sharedFileBytes: number }[] = [];
   const cpu0 = cpuMs(pid);
   const t0 = Date.now();
   const timer = setInterval(() => {
     try {
       rss.push(rssBytes(pid));
+      parts.push(memoryParts(pid));
     } catch {
       // exited
     }
@@ -193,6 +208,8 @@ async function sample<T>(pid: number, during: () => Promise<T>) {
       result,
       rssMaxMiB: Math.max(...rss) / MiB,
       rssMeanMiB: rss.reduce((a, b) => a + b, 0) / Math.max(1, rss.length) / MiB,
+      privateMaxMiB: Math.max(...parts.map((p) => p.privateBytes)) / MiB,
+      sharedFileMaxMiB: Math.max(...parts.map((p) => p.sharedFileBytes)) / MiB,
       cpuPercent: ((cpuMs(pid) - cpu0) / (Date.now() - t0)) * 100,
     };
   } finally {
@@ -260,6 +277,8 @@ async function carry(): Promise<void> {
       ackedPerSecond: (acked1 - acked0) / durationS,
       rssMaxMiB: measured.rssMaxMiB,
       rssMeanMiB: measured.rssMeanMiB,
+      privateMaxMiB: measured.privateMaxMiB,
+      sharedFileMaxMiB: measured.sharedFileMaxMiB,
       agentCpuPercent: measured.cpuPercent,
       heapUsedMiB,
       heapTotalMiB,

@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import { MAX_TOPIC_LENGTH } from '@outpost/protocol/limits';
-import { Aedes, type AuthenticateError } from 'aedes';
+import type { Aedes, AuthenticateError } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { MqttFrameGuard } from './mqtt-frame-guard.js';
@@ -122,6 +122,9 @@ export class LocalMqttSource implements Source {
   // --- embedded listener -----------------------------------------------------------------
 
   async #listen(address: { host: string; port: number }): Promise<void> {
+    // Loaded only when a listener is configured: aedes and its dependencies cost ~12 MB of
+    // resident memory that a gateway without local MQTT sensors should not pay.
+    const { Aedes } = await import('aedes');
     const aedes = await Aedes.createBroker({
       id: 'outpost-agent-local',
       connectTimeout: 10_000,
@@ -208,6 +211,7 @@ export class LocalMqttSource implements Source {
     const { username, password, clientId } = this.#config;
     const client = mqtt.connect(url, {
       protocolVersion: 4,
+      writeCache: false, // see uplink/mqtt-session.ts
       reconnectPeriod: 1_000,
       connectTimeout: 10_000,
       clean: true,

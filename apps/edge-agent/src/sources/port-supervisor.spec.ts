@@ -168,6 +168,33 @@ describe('PortSupervisor', () => {
     expect(s.state).toBe('silent');
   });
 
+  it('a hold keeps a quiet port open; the quiet time counts again from the release', () => {
+    const s = supervisor({ silentAfterMs: 5_000 });
+    openAt(s, 0);
+    s.handle({ type: 'frame' }, 1_000);
+    s.hold(true, 2_000);
+    expect(s.held).toBe(true);
+    expect(s.nextDueAt()).toBeUndefined();
+    expect(s.tick(60_000)).toEqual([]);
+    expect(s.state).toBe('open');
+    s.hold(false, 60_000);
+    expect(s.nextDueAt()).toBe(65_000);
+    expect(s.tick(64_999)).toEqual([]);
+    expect(s.tick(65_000)).toEqual([{ type: 'close', reason: 'silent' }]);
+  });
+
+  it('a held port that goes away is still reopened, and asked ID? when it is back', () => {
+    const s = supervisor({ identify: true, silentAfterMs: 5_000 });
+    openAt(s, 0);
+    s.hold(true, 100);
+    s.handle({ type: 'closed', error: 'EIO' }, 200);
+    expect(s.state).toBe('missing');
+    expect(s.tick(s.nextDueAt()!)).toEqual([{ type: 'resolve' }]);
+    s.handle({ type: 'resolved', path: '/dev/pts/5' }, 500);
+    expect(s.handle({ type: 'opened' }, 510)).toEqual([{ type: 'identify' }]);
+    expect(s.nextDueAt()).toBe(2_510); // ID? again, no watchdog
+  });
+
   it('silentAfter 0 turns the watchdog off', () => {
     const s = supervisor({ silentAfterMs: 0 });
     openAt(s, 0);

@@ -81,6 +81,9 @@ export class PortSupervisor {
   #lastIdentifyAt = 0;
   #opens = 0;
   #lastError: string | undefined;
+  #held = false;
+  /** The watchdog counts quiet time from here after a hold ends. */
+  #releasedAt: number | undefined;
 
   constructor(config: SupervisorConfig, random: () => number) {
     this.#config = config;
@@ -112,6 +115,22 @@ export class PortSupervisor {
 
   get lastError(): string | undefined {
     return this.#lastError;
+  }
+
+  /** A firmware update owns the line (serial-child-installer.ts). */
+  get held(): boolean {
+    return this.#held;
+  }
+
+  /**
+   * While held the watchdog does not close a quiet port: a device flashing its image or
+   * rebooting may say nothing for longer than `silentAfter`, and a reopen would flush the
+   * `ID` line it says when it is back (opening discards buffered input). Opening, `ID?`
+   * and backoff go on as usual. The quiet time is counted afresh from the release.
+   */
+  hold(held: boolean, now: number): void {
+    if (this.#held && !held) this.#releasedAt = now;
+    this.#held = held;
   }
 
   start(_now: number): SupervisorAction[] {
@@ -203,8 +222,9 @@ export class PortSupervisor {
   }
 
   #silentAt(): number | undefined {
-    if (this.#config.silentAfterMs <= 0) return undefined;
-    return (this.#lastFrameAt ?? this.#openedAt) + this.#config.silentAfterMs;
+    if (this.#config.silentAfterMs <= 0 || this.#held) return undefined;
+    const quietSince = Math.max(this.#lastFrameAt ?? this.#openedAt, this.#releasedAt ?? 0);
+    return quietSince + this.#config.silentAfterMs;
   }
 
   #identifyAt(): number | undefined {

@@ -73,6 +73,7 @@ export class SerialSource implements Source {
   #frames = 0;
   #readings = 0;
   #badLines = 0;
+  #holds = 0;
 
   constructor(config: SerialSourceConfig, options: SerialSourceOptions) {
     this.#config = config;
@@ -108,8 +109,33 @@ export class SerialSource implements Source {
     return `usb:${match?.vendorId}:${match?.productId}${serial}`;
   }
 
+  /** The child device this port's readings belong to (PROTOCOL.md §1). */
+  get device(): string {
+    return this.#config.device;
+  }
+
+  /** From the last `ID` line the device sent (PROTOCOL.md §10). */
   get identity(): DeviceIdentity | undefined {
     return this.#identity;
+  }
+
+  /**
+   * Keeps the port open while a firmware update owns the line: the silent watchdog is off
+   * until every hold is released (see {@link PortSupervisor.hold}). Readings keep flowing
+   * to the sink meanwhile. Returns the release function; calling it twice is harmless.
+   */
+  hold(): () => void {
+    this.#holds++;
+    this.#supervisor.hold(true, this.#monotonic());
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.#holds--;
+      if (this.#holds > 0) return;
+      this.#supervisor.hold(false, this.#monotonic());
+      this.#arm();
+    };
   }
 
   /** Resolves once the first open attempt has finished (or failed); never throws. */
