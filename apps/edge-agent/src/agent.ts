@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as delay } from 'node:timers/promises';
 import type { CommandOf } from '@outpost/protocol/commands';
 import { topics } from '@outpost/protocol/topics';
 import { importSigningKey } from '@outpost/signing/sign';
@@ -24,6 +25,12 @@ import {
   parseListen,
   startMetricsServer,
 } from './metrics/metrics-server.js';
+import type { Installer } from './ota/installer.js';
+import { OtaStateStore } from './ota/ota-state-store.js';
+import { OtaUpdater } from './ota/ota-updater.js';
+import { ReleaseKeyStore } from './ota/release-key-store.js';
+import { SelfInstaller } from './ota/self-installer.js';
+import { childDeviceIds, SerialChildInstaller } from './ota/serial-child-installer.js';
 import { senmlDownsampler } from './outbox/downsample.js';
 import type { Outbox } from './outbox/outbox.js';
 import { SqliteOutbox } from './outbox/sqlite-outbox.js';
@@ -45,6 +52,7 @@ import { Uplink } from './uplink/uplink.js';
  *   sources ─sink─▶ intake (pipeline → cq → batcher → boot/seq) ─append─▶ outbox (SQLite)
  *   outbox ─take─▶ uplink (sign → MQTT QoS 1 | HTTP) ─PUBACK─▶ outbox.ack
  *   commands ─verify─▶ telemetry.rejected → quarantine · config.desired → reconfigure
+ *            · ota.offer / keys.release → OTA (ota/ota-updater.ts, installers)
  *   state every 60 s (retained) · Prometheus on localhost
  */
 export interface AgentDeps {
@@ -61,6 +69,13 @@ export interface AgentDeps {
   fetch?: typeof fetch;
   /** A signed `reboot` command arrived; main.ts exits so systemd restarts the agent. */
   onReboot?: () => void;
+  /**
+   * A self-update switched versions (or switched back): main.ts stops the agent and exits
+   * with RESTART_EXIT_CODE so the launcher starts `current` again.
+   */
+  onRestart?: (reason: string) => void;
+  /** Installers for child devices, tried after the agent's own (PROTOCOL.md §8, §10). */
+  installers?: readonly Installer[];
 }
 
 /** Least time between two state reports asked for by events (connect, drained, ping). */
@@ -101,6 +116,9 @@ export class Agent {
   readonly #session: MqttSession;
   readonly #clockSync: ClockSync;
   readonly #commands: CommandReceiver;
+  readonly #ota: OtaUpdater;
+  /** A QoS 1 publish was acknowledged since start: the cloud is reachable (OTA trial). */
+  #cloudAcked = false;
   readonly #log: Logger;
   readonly #startedAt: number;
   #metricsServer: Server | undefined;
@@ -194,8 +212,12 @@ export class Agent {
       now,
       offsetMs: () => this.clock.offsetMs,
     });
+    // Serial children (each serial source's `device`): their offers arrive on their own
+    // commands topics, which the gateway subscribes to (PROTOCOL.md §4).
+    const children = childDeviceIds(config).filter((id) => id !== deviceId);
     this.#commands = new CommandReceiver({
       deviceId,
+      children,
       jwks: identity.jwks,
       now: serverNow,
       logger: log.child({ module: 'commands' }),
@@ -205,6 +227,8 @@ export class Agent {
           this.uplink.rejected({ boot: c.boot, seq: c.seq }, c.reason, c.detail);
         },
         'config.desired': (c) => this.#configDesired(c),
+        'ota.offer': (c) => this.#ota.offer(c),
+        'keys.release': (c) => this.#ota.keysRelease(c),
         ping: () => this.requestState(),
         reboot: () => {
           log.warn('reboot requested by the service');
@@ -212,12 +236,16 @@ export class Agent {
         },
       },
     });
+    const commandTopics = new Map(
+      [deviceId, ...children].map((id) => [topics.commands(id), id] as const),
+    );
     const mqttUrl = config.uplink.mqtt ?? enrolledMqttUrl(identity.identity, server);
     this.#session = new MqttSession({
       url: mqttUrl,
       deviceId,
       tokens,
       subscriptions: [topics.commands(deviceId)],
+      optionalSubscriptions: children.map((id) => topics.commands(id)),
       random,
       monotonic,
       backoff: { initialMs: config.uplink.backoff.initial, maxMs: config.uplink.backoff.max },
@@ -226,9 +254,11 @@ export class Agent {
       logger: log.child({ module: 'mqtt' }),
       metrics: this.metrics,
       onMessage: (topic, payload) => {
-        if (topic === topics.commands(deviceId)) void this.#commands.receive(payload);
+        const target = commandTopics.get(topic);
+        if (target !== undefined) void this.#commands.receive(payload, target);
       },
       onUp: () => {
+        this.#ota.sessionUp();
         this.requestState();
         void this.#clockSync.probe();
         this.uplink.kick();
@@ -274,6 +304,67 @@ export class Agent {
             logger: sourceLog,
           }),
     );
+    const otaLog = log.child({ module: 'ota' });
+    const selfInstaller = new SelfInstaller({
+      gatewayId: deviceId,
+      installRoot: config.ota.installRoot,
+      entry: config.ota.entry,
+      runningVersion: AGENT_VERSION,
+      hardware: config.ota.hardware ?? `${process.platform}-${process.arch}`,
+      trialWindowMs: config.ota.trialWindow,
+      maxBoots: config.ota.maxBoots,
+      unpack: {
+        maxBytes: config.ota.maxUnpackedBytes,
+        maxEntries: config.ota.maxUnpackedEntries,
+      },
+      health: () => this.#health(),
+      restart: (reason) => {
+        log.warn({ reason }, 'restarting into another version');
+        (deps.onRestart ?? (() => undefined))(reason);
+      },
+      now,
+      sleep: (ms, signal) => delay(ms, undefined, { signal }),
+      logger: otaLog,
+    });
+    this.#ota = new OtaUpdater({
+      dataDir: config.dataDir,
+      server,
+      installers: [
+        selfInstaller,
+        new SerialChildInstaller({
+          sources: this.#sources.filter((x): x is SerialSource => x instanceof SerialSource),
+          config: config.ota.serial,
+          monotonic,
+          logger: otaLog,
+        }),
+        ...(deps.installers ?? []),
+      ],
+      releaseKeys: new ReleaseKeyStore(config.dataDir, identity.identity.releaseKeys),
+      state: new OtaStateStore(config.dataDir),
+      publish: async (target, event) => {
+        await this.#session.publish(topics.events(target), JSON.stringify(event));
+        this.#cloudAcked = true;
+      },
+      download: {
+        token: async (fresh) => (fresh ? await tokens.fresh() : await tokens.current()).token,
+        fetch: deps.fetch ?? fetch,
+        random,
+        monotonic,
+        now,
+        sleep: (ms, signal) => delay(ms, undefined, { signal }),
+        backoff: {
+          initialMs: config.ota.download.backoff.initial,
+          maxMs: config.ota.download.backoff.max,
+        },
+        maxAttempts: config.ota.download.attempts,
+        maxRetryAfterMs: config.ota.download.maxRetryAfter,
+        idleTimeoutMs: config.ota.download.idleTimeout,
+      },
+      progressEveryMs: config.ota.download.progressEvery,
+      now,
+      logger: otaLog,
+    });
+
     this.#registerGauges();
   }
 
@@ -338,6 +429,8 @@ export class Agent {
       );
     }
     await this.#clockSync.start();
+    // Before the session: an update cut short by a restart carries on, results wait for it.
+    await this.#ota.start();
     this.uplink.start();
     this.#session.start();
     await Promise.all(this.#sources.map((s) => s.start()));
@@ -359,6 +452,7 @@ export class Agent {
         nowMs: this.#deps.now(),
       });
       await this.#session.publish(topics.state(this.deviceId), JSON.stringify(state), true);
+      this.#cloudAcked = true;
       this.metrics.statePublished.inc();
     } catch (err) {
       this.#log.debug({ err }, 'state not published');
@@ -431,6 +525,22 @@ export class Agent {
     this.#scheduleState();
     log.info({ version: command.version }, 'remote configuration applied');
     await this.publishState();
+  }
+
+  /**
+   * The health probes of a new version on trial: the cloud answers (the session is up and a
+   * QoS 1 publish was acknowledged), and configured sources deliver readings.
+   */
+  async #health(): Promise<'cloud_unreachable' | 'sources_silent' | undefined> {
+    if (!this.#session.up || !this.#cloudAcked) return 'cloud_unreachable';
+    if (this.#sources.length > 0) {
+      const { values } = await this.metrics.readings.get();
+      const outboxed = values
+        .filter((v) => v.labels.outcome === 'outboxed')
+        .reduce((sum, v) => sum + v.value, 0);
+      if (outboxed === 0) return 'sources_silent';
+    }
+    return undefined;
   }
 
   #registerGauges(): void {
@@ -518,6 +628,8 @@ export class Agent {
       const log = this.#log;
       clearInterval(this.#stateTimer);
       clearTimeout(this.#stateSoon);
+      // First, while the session still carries its last progress events.
+      await this.#ota.stop();
       await Promise.allSettled(this.#sources.map((s) => s.stop()));
       this.intake.stop();
       await this.publishState();

@@ -3,6 +3,7 @@ import { durationSchema } from '@outpost/protocol/duration';
 import { isMap, isScalar, LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { AgentError } from './errors.js';
+import { serialFlashConfigSchema } from './ota/serial-flash.js';
 import { WHEN_FULL_POLICIES } from './outbox/outbox.js';
 import { batchConfigSchema } from './pipeline/batcher.js';
 import { pipelineSchema } from './pipeline/filters.js';
@@ -126,6 +127,54 @@ export const clockConfigSchema = z.strictObject({
   ingestDate: z.boolean().default(true),
 });
 
+/** OTA updates of the agent itself and of its children (PROTOCOL.md §8). */
+export const otaConfigSchema = z.strictObject({
+  /** Where versions of the agent live: `versions/<version>/`, `current` → the running one. */
+  installRoot: z.string().min(1).max(1024).default('/opt/outpost-agent'),
+  /** The agent's entry file inside a version directory (a bundle of the built workspace). */
+  entry: z
+    .string()
+    .min(1)
+    .max(512)
+    .regex(/^(?!\/)(?!.*(?:^|\/)\.\.(?:\/|$)).+$/, 'a relative path without ..')
+    .default('apps/edge-agent/dist/main.js'),
+  /** The gateway's hardware id, matched with a manifest's `hardware`; default `<os>-<arch>`. */
+  hardware: z
+    .string()
+    .regex(
+      /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/,
+      'expected a hardware id such as rpi4 or linux-arm64',
+    )
+    .optional(),
+  /** How long a new version has to reach the cloud and hear from its sources. */
+  trialWindow: positiveDuration.default(120_000),
+  /** Starts of a new version on trial before the launcher switches back (a crash loop). */
+  maxBoots: z.number().int().min(1).max(20).default(3),
+  /** Bound of what one bundle unpacks to. */
+  maxUnpackedBytes: sizeSchema.default(2 * 2 ** 30),
+  maxUnpackedEntries: z.number().int().min(1).max(1_000_000).default(200_000),
+  /** Flashing serial child devices through their bootloader (PROTOCOL.md §10). */
+  serial: serialFlashConfigSchema.prefault({}),
+  download: z
+    .strictObject({
+      /** Failed download attempts (not counting 429 waits) before the update fails. */
+      attempts: z.number().int().min(1).max(100).default(10),
+      /** Longest `Retry-After` honoured. */
+      maxRetryAfter: positiveDuration.default(600_000),
+      /** No byte for this long: the attempt is retried. */
+      idleTimeout: positiveDuration.default(60_000),
+      /** Least time between two `downloading` progress events. */
+      progressEvery: positiveDuration.default(5000),
+      backoff: z
+        .strictObject({
+          initial: positiveDuration.default(1000),
+          max: positiveDuration.default(60_000),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+});
+
 /** The part a signed `config.desired` command may change (PROTOCOL.md §8). */
 export const remoteConfigSchema = z.strictObject({
   pipeline: pipelineSchema.optional(),
@@ -162,6 +211,7 @@ export const agentConfigSchema = z.strictObject({
     })
     .prefault({}),
   clock: clockConfigSchema.prefault({}),
+  ota: otaConfigSchema.prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -195,6 +245,9 @@ export const ENV_KEYS = [
   'state.every',
   'clock.timesyncd',
   'clock.ingestDate',
+  'ota.installRoot',
+  'ota.hardware',
+  'ota.trialWindow',
   'log.level',
 ] as const;
 

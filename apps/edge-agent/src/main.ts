@@ -17,6 +17,7 @@ import {
 } from './config.js';
 import { AgentError, exitCodeOf } from './errors.js';
 import { enroll } from './identity/enroll.js';
+import { RESTART_EXIT_CODE } from './ota/self-installer.js';
 import { formatOutboxReport, outboxReport, uplinkFromMetrics } from './outbox/outbox-report.js';
 import { SqliteOutbox } from './outbox/sqlite-outbox.js';
 import { formatPorts, portBindings } from './ports-report.js';
@@ -125,6 +126,8 @@ program
       logger,
       // systemd's Restart=always brings the agent back.
       onReboot: () => void exit(0, 'reboot command'),
+      // The launcher (or systemd) starts `current` again: the new version, or the old one.
+      onRestart: (reason) => void exit(RESTART_EXIT_CODE, `self-update: ${reason}`),
     });
   });
 

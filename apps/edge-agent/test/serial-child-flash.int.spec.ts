@@ -19,7 +19,7 @@ import { serialSourceConfigSchema, sourcesConfigSchema } from '../src/sources/so
 // hangup-aware binding, the outpost-line parser), the built `outpost-sim serial-device`
 // (firmware-sim's bootloader: BEGIN/CHUNK/END, resume, sha256 check, reboot, revert) as a
 // process, images built by firmware-sim's firmware-image.ts. The installer is driven
-// directly, as the OTA manager would after verifying and staging an offer.
+// directly, as the OTA updater would after verifying and staging an offer.
 
 const SIM_MAIN = join(
   dirname(createRequire(import.meta.url).resolve('@outpost/firmware-sim/package.json')),
@@ -166,7 +166,7 @@ interface Staged {
   path: string;
 }
 
-/** A th-v2 image of `version`, staged on disk with its manifest, as the OTA manager leaves it. */
+/** A th-v2 image of `version`, staged on disk with its manifest, as the OTA updater leaves it. */
 async function stage(version: string, size: number, seed = 1): Promise<Staged> {
   let state = seed;
   const random = () => {

@@ -1,9 +1,9 @@
 import type { Manifest } from '@outpost/protocol/ota';
 
 /**
- * The seam between the OTA manager (offer → verify → download → report) and what actually
+ * The seam between the OTA updater (offer → verify → download → report) and what actually
  * installs an image: the agent itself, or a serial child device through the PROTOCOL.md §10
- * bootloader. The manager has already checked the manifest signature, component, hardware
+ * bootloader. The updater has already checked the manifest signature, component, hardware
  * and version, and the staged file's size and sha256, before it calls `install`.
  */
 
@@ -21,7 +21,7 @@ export interface InstallRequest {
   manifest: Manifest;
   /** The staged, verified image on local disk (size and sha256 already match the manifest). */
   artifactPath: string;
-  /** Reports a step; the manager turns it into an event and persists it first. */
+  /** Reports a step; the updater turns it into an event and persists it first. */
   report(step: InstallStep): void;
   /** Aborted when the agent shuts down; an installer leaves the device on a good version. */
   signal: AbortSignal;
@@ -37,7 +37,7 @@ export type InstallOutcome =
   | { state: 'failed'; reason: string; version: string }
   | { state: 'rolled_back'; reason: string; version: string };
 
-/** What the manager needs to decide whether an offer applies to a device. */
+/** What the updater needs to decide whether an offer applies to a device. */
 export interface InstalledFirmware {
   /** The hardware id compared with the manifest's `hardware` list. */
   hardware: string;

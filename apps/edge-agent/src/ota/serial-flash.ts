@@ -402,7 +402,7 @@ export class SerialFlash {
       case 'rebooting':
       case 'trial': {
         // `failed` although the device may run the new version: its health is unknown, and
-        // the manager asks `installed()` again after the restart.
+        // the updater asks `installed()` again after the restart.
         const version =
           this.#phase === 'trial' || !this.#endConfirmed
             ? this.#runningVersion

@@ -9,12 +9,20 @@ import type { AgentMetrics } from '../metrics/agent-metrics.js';
 export interface CommandHandlers {
   'telemetry.rejected'(command: CommandOf<'telemetry.rejected'>): void;
   'config.desired'(command: CommandOf<'config.desired'>): Promise<void> | void;
+  'ota.offer'(command: CommandOf<'ota.offer'>): Promise<void> | void;
+  'keys.release'(command: CommandOf<'keys.release'>): Promise<void> | void;
   ping(command: CommandOf<'ping'>): void;
   reboot(command: CommandOf<'reboot'>): void;
 }
 
 export interface CommandReceiverOptions {
   deviceId: string;
+  /**
+   * Child devices this gateway acts for (PROTOCOL.md §4). A command addressed to one of
+   * them is accepted only when it is an `ota.offer` arriving on that child's own commands
+   * topic; everything else a child could be sent is the gateway's business.
+   */
+  children?: readonly string[];
   /** The service JWKS from enrollment. */
   jwks: Jwks;
   /** Epoch ms, on the ingest's clock when its offset is known. */
@@ -39,13 +47,22 @@ export class CommandReceiver {
     this.#replay = new MemoryReplayCache({ maxEntries: 10_000, now: () => options.now() / 1000 });
   }
 
-  async receive(payload: Buffer): Promise<Command | undefined> {
+  /** `target`: the device whose commands topic the message arrived on. */
+  async receive(payload: Buffer, target = this.#o.deviceId): Promise<Command | undefined> {
     const { logger, metrics } = this.#o;
+    const forChild = target !== this.#o.deviceId;
+    if (forChild && !(this.#o.children ?? []).includes(target)) {
+      metrics.commands.inc({ type: 'unknown', outcome: 'refused' });
+      logger.warn({ target }, 'command on the topic of a device this gateway does not serve');
+      return undefined;
+    }
     let command: Command;
     try {
       const verified = await verifyCommand(payload.toString('utf8'), {
         keys: this.#o.jwks,
-        deviceId: this.#o.deviceId,
+        // The signed target must be the device of the topic it came on: a command for the
+        // gateway replayed onto a child's topic, or the reverse, is refused.
+        deviceId: target,
         replayCache: this.#replay,
         schema: commandSchema,
         now: () => this.#o.now() / 1000,
@@ -53,7 +70,12 @@ export class CommandReceiver {
       command = verified.payload;
     } catch (err) {
       metrics.commands.inc({ type: 'unknown', outcome: 'refused' });
-      logger.warn({ err: (err as Error).message }, 'command refused');
+      logger.warn({ err: (err as Error).message, target }, 'command refused');
+      return undefined;
+    }
+    if (forChild && command.type !== 'ota.offer') {
+      metrics.commands.inc({ type: command.type, outcome: 'refused' });
+      logger.warn({ type: command.type, target }, 'only ota.offer is taken for a child device');
       return undefined;
     }
     const handler = this.#o.handlers[command.type as keyof CommandHandlers] as

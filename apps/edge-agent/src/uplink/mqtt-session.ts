@@ -17,6 +17,13 @@ export interface MqttSessionOptions {
   tokens: DeviceTokens;
   /** Topics subscribed at QoS 1 on every connect (the commands topic). */
   subscriptions: readonly string[];
+  /**
+   * Topics subscribed after those, whose refusal is logged but does not end the session:
+   * the commands topics of child devices, which the broker grants only while the registry
+   * names this gateway as their parent. One child enrolled elsewhere must not cut the
+   * gateway off.
+   */
+  optionalSubscriptions?: readonly string[];
   random: () => number;
   /** Monotonic ms, for how long the session has been down. */
   monotonic: () => number;
@@ -142,6 +149,22 @@ export class MqttSession {
     });
   }
 
+  #subscribeOptional(client: MqttClient): void {
+    const topics = this.#o.optionalSubscriptions ?? [];
+    if (topics.length === 0) return;
+    client.subscribe([...topics], { qos: 1 }, (err, granted) => {
+      if (err === null || err === undefined) return;
+      const refused = (granted ?? [])
+        .filter((g) => (g.qos & 0x80) !== 0)
+        .map((g) => g.topic)
+        .slice(0, 20);
+      this.#o.logger.warn(
+        { refused, err: err.message },
+        'the broker refused child command topics: are these children registered with this gateway?',
+      );
+    });
+  }
+
   #wire(client: MqttClient, lifetimeMs: number): void {
     const { logger, metrics } = this.#o;
     let connected = false;
@@ -155,6 +178,7 @@ export class MqttSession {
           client.end(true);
           return;
         }
+        this.#subscribeOptional(client);
         this.#up = true;
         this.#downSince = undefined;
         metrics.connected.set(1);
