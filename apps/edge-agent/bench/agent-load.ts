@@ -81,7 +81,8 @@ function rssBytes(pid: number): number {
  */
 function memoryParts(pid: number): { privateBytes: number; sharedFileBytes: number } {
   const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? 0) * 1024;
+  const kb = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB$`, 'm').exec(text)?.[1] ?? 0) * 1024;
   return {
     privateBytes: kb('Private_Dirty') + kb('Private_Clean'),
     sharedFileBytes: kb('Shared_Clean'),

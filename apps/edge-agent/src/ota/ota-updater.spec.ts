@@ -9,8 +9,8 @@ import { signManifest } from '@outpost/signing/manifest';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Installer, InstallOutcome, InstallRequest } from './installer.js';
-import { OtaUpdater } from './ota-updater.js';
 import { type OtaRecord, OtaStateStore } from './ota-state-store.js';
+import { OtaUpdater } from './ota-updater.js';
 import { ReleaseKeyStore } from './release-key-store.js';
 
 // Real parts: manifests signed with real release keys, the state file, release-keys.json and
