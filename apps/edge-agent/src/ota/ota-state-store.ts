@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { compactJwsSchema } from '@outpost/protocol/claims';
 import { deviceIdSchema } from '@outpost/protocol/ids';
@@ -11,6 +10,7 @@ import {
 } from '@outpost/protocol/ota';
 import { z } from 'zod';
 import { writeFileAtomic } from '../identity/identity-store.js';
+import { readJsonFile } from './json-file.js';
 import { isTerminal } from './offer-checks.js';
 
 /**
@@ -74,20 +74,12 @@ export class OtaStateStore {
    * (which logs it) and treated as empty: an update then starts again from its offer.
    */
   async load(): Promise<{ damaged: boolean }> {
-    let text: string;
-    try {
-      text = await readFile(this.#path, 'utf8');
-    } catch {
-      return { damaged: false };
-    }
-    try {
-      const parsed = fileSchema.parse(JSON.parse(text));
-      this.#records.clear();
-      for (const r of parsed.records) this.#records.set(recordKey(r.deviceId, r.component), r);
-      return { damaged: false };
-    } catch {
-      return { damaged: true };
-    }
+    const read = await readJsonFile(this.#path, fileSchema);
+    if (read.state !== 'ok') return { damaged: read.state === 'damaged' };
+    const parsed = read.value;
+    this.#records.clear();
+    for (const r of parsed.records) this.#records.set(recordKey(r.deviceId, r.component), r);
+    return { damaged: false };
   }
 
   get(deviceId: string, component: string): OtaRecord | undefined {

@@ -1,9 +1,9 @@
-import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_RELEASE_KEYS } from '@outpost/protocol/limits';
 import { type PublicJwk, parsePublicJwk } from '@outpost/signing/keys';
 import { z } from 'zod';
 import { writeFileAtomic } from '../identity/identity-store.js';
+import { readJsonFile } from './json-file.js';
 
 /**
  * The release public keys this gateway trusts to sign manifests (PROTOCOL.md §1): those of
@@ -39,19 +39,11 @@ export class ReleaseKeyStore {
 
   /** Prefers the last `keys.release` set on disk over the enrollment's. */
   async load(): Promise<{ damaged: boolean }> {
-    let text: string;
-    try {
-      text = await readFile(this.#path, 'utf8');
-    } catch {
-      return { damaged: false };
-    }
-    try {
-      const parsed = fileSchema.parse(JSON.parse(text));
-      this.#keys = parseKeys(parsed.keys);
-      return { damaged: false };
-    } catch {
-      return { damaged: true };
-    }
+    const read = await readJsonFile(this.#path, fileSchema);
+    if (read.state !== 'ok') return { damaged: read.state === 'damaged' };
+    const parsed = read.value;
+    this.#keys = parseKeys(parsed.keys);
+    return { damaged: false };
   }
 
   /** PROTOCOL.md §8 `keys.release`: the new set replaces the old one, on disk first. */
