@@ -4,7 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startIngest } from '@outpost/test-kit/ingest';
+import { startIngestCluster } from '@outpost/test-kit/ingest-cluster';
 import { startMosquitto } from '@outpost/test-kit/mosquitto';
+import { startPostgres } from '@outpost/test-kit/postgres';
+import { startRedis } from '@outpost/test-kit/redis';
 import {
   startVictoriaMetrics,
   type VictoriaMetricsHandle,
@@ -46,7 +49,19 @@ import { type BenchTable, type Cell, round } from './results.js';
  * and how busy the whole machine was. Never asserts anything.
  */
 
-export type Side = 'outpost' | 'peer';
+/**
+ * `cluster-N`: N ingest replicas in cluster mode (Redis + PostgreSQL) behind a local TCP
+ * balancer, against the same store; server CPU then counts the replicas, Redis and
+ * PostgreSQL.
+ */
+export type Side = 'outpost' | 'peer' | `cluster-${number}`;
+
+export function parseSide(text: string): Side {
+  if (text === 'outpost' || text === 'peer') return text;
+  const m = /^cluster-([1-9])$/.exec(text);
+  if (m) return `cluster-${Number(m[1])}`;
+  throw new Error(`unknown side ${text}: outpost, peer or cluster-<1..9>`);
+}
 
 export interface E2eOptions {
   gateways: number;
@@ -100,10 +115,9 @@ export interface SideResult {
 
 const METRIC_NAMES = METRICS.map(([m]) => m).join('|');
 const PEER_PREFIX = 'peer_';
-const SELECTORS: Record<Side, string> = {
-  outpost: `{__name__=~"(${METRIC_NAMES})_value"}`,
-  peer: `{__name__=~"${PEER_PREFIX}(${METRIC_NAMES})_value"}`,
-};
+const OUTPOST_SELECTOR = `{__name__=~"(${METRIC_NAMES})_value"}`;
+const selectorOf = (side: Side): string =>
+  side === 'peer' ? `{__name__=~"${PEER_PREFIX}(${METRIC_NAMES})_value"}` : OUTPOST_SELECTOR;
 
 const now = () => performance.timeOrigin + performance.now();
 
@@ -114,7 +128,15 @@ export async function runE2e(options: E2eOptions): Promise<SideResult[]> {
     for (const [i, side] of options.sides.entries()) {
       if (i > 0) await sleep(3_000);
       console.log(`[bench] e2e ${side}: ${options.gateways} gateways, ${options.durationS} s`);
-      results.push(side === 'outpost' ? await runOutpost(vm, options) : await runPeer(vm, options));
+      // Each side has the store to itself: the outpost sides share series names.
+      if (i > 0 && side !== 'peer') await deleteSeries(vm, OUTPOST_SELECTOR);
+      results.push(
+        side === 'outpost'
+          ? await runOutpost(vm, options)
+          : side === 'peer'
+            ? await runPeer(vm, options)
+            : await runCluster(vm, options, side),
+      );
     }
   } finally {
     await vm.stop();
@@ -151,24 +173,7 @@ async function runOutpost(vm: VictoriaMetricsHandle, options: E2eOptions): Promi
   let result: SideResult;
   try {
     const api = new AdminApi(ingest.url, ingest.adminToken);
-    const plans = gatewayPlans(options.gateways, 'gw');
-    const enrolled = await mapLimit(plans, 4, (p) =>
-      enrollDevice(api, p.id, { kind: 'gateway', tags: { site: 'bench' } }),
-    );
-    await api.request(
-      'POST',
-      '/api/v1/devices/import',
-      plans.flatMap((p) =>
-        p.children.map((id, c) => ({ id, gateway: p.id, tags: { room: `r${c}` } })),
-      ),
-      { expect: 200 },
-    );
-    const gateways: GeneratorGateway[] = plans.map((p, i) => ({
-      ...p,
-      password: enrolled[i]!.password,
-      privateJwk: enrolled[i]!.privateJwk,
-      boot: boot(),
-    }));
+    const gateways = await enrollGateways(api, options);
     const pid = ingest.process.pid!;
     let threadsBefore: Record<string, number> = {};
     let threadsAfter: Record<string, number> = {};
@@ -204,6 +209,89 @@ async function runOutpost(vm: VictoriaMetricsHandle, options: E2eOptions): Promi
     else rmSync(profileDir, { recursive: true, force: true });
   }
   return result;
+}
+
+/** Enrolls the bench's gateways and imports their children; returns what generators need. */
+async function enrollGateways(api: AdminApi, options: E2eOptions): Promise<GeneratorGateway[]> {
+  const plans = gatewayPlans(options.gateways, 'gw');
+  const enrolled = await mapLimit(plans, 4, (p) =>
+    enrollDevice(api, p.id, { kind: 'gateway', tags: { site: 'bench' } }),
+  );
+  await api.request(
+    'POST',
+    '/api/v1/devices/import',
+    plans.flatMap((p) =>
+      p.children.map((id, c) => ({ id, gateway: p.id, tags: { room: `r${c}` } })),
+    ),
+    { expect: 200 },
+  );
+  return plans.map((p, i) => ({
+    ...p,
+    password: enrolled[i]!.password,
+    privateJwk: enrolled[i]!.privateJwk,
+    boot: boot(),
+  }));
+}
+
+async function runCluster(
+  vm: VictoriaMetricsHandle,
+  options: E2eOptions,
+  side: `cluster-${number}`,
+): Promise<SideResult> {
+  const replicaCount = Number(side.slice('cluster-'.length));
+  const redis = await startRedis();
+  const postgres = await startPostgres();
+  let failed = true;
+  try {
+    const databaseUrl = await postgres.createDatabase('outpost_bench');
+    const cluster = await startIngestCluster({
+      replicas: replicaCount,
+      redisUrl: redis.url,
+      databaseUrl,
+      env: {
+        INGEST_INFLUX_URL: vm.url,
+        INGEST_INFLUX_API: 'v2',
+        INGEST_INFLUX_BUCKET: 'outpost',
+        INGEST_LOG_LEVEL: 'warn',
+      },
+    });
+    try {
+      const apis = cluster.replicas.map((r) => new AdminApi(r.url, cluster.adminToken));
+      const api = apis[0]!;
+      const gateways = await enrollGateways(api, options);
+      const servers: Record<string, number> = {
+        redis: redis.process.pid!,
+        postgres: postgres.process.pid!,
+      };
+      for (const [i, r] of cluster.replicas.entries()) servers[`ingest-${i}`] = r.process.pid!;
+      const result = await runLoad(vm, options, {
+        side,
+        brokerUrl: cluster.mqtt.url('mqtt'),
+        gateways,
+        servers,
+        pending: async () => {
+          for (const a of apis) {
+            const m = await a.metrics();
+            if ((m.get('outpost_ingest_outbox_pending') ?? 0) > 0) return true;
+          }
+          return false;
+        },
+      });
+      const perReplica: Record<string, number> = {};
+      for (const [i, a] of apis.entries()) {
+        perReplica[`ingest-${i} readings`] =
+          (await a.metrics()).get('outpost_ingest_readings_total') ?? 0;
+      }
+      result.server = perReplica;
+      failed = false;
+      return result;
+    } finally {
+      await cluster.stop({ keepLogs: failed });
+    }
+  } finally {
+    await postgres.stop({ keepLogs: failed });
+    await redis.stop({ keepLogs: failed });
+  }
 }
 
 async function waitForFile(path: string, timeoutMs: number): Promise<void> {
@@ -303,7 +391,13 @@ async function runLoad(
     const readingsAcked = done.reduce((a, d) => a + d.readingsAcked, 0);
     const firstPublishAt = Math.min(...done.map((d) => d.firstPublishAt));
     const lastAckAt = Math.max(...done.map((d) => d.lastAckAt));
-    const stored = await waitStored(vm, SELECTORS[spec.side], readingsAcked, options, spec.pending);
+    const stored = await waitStored(
+      vm,
+      selectorOf(spec.side),
+      readingsAcked,
+      options,
+      spec.pending,
+    );
     spec.onStored?.();
     const storing = meter.since();
 
@@ -375,6 +469,13 @@ async function waitStored(
     }
     await sleep(200);
   }
+}
+
+async function deleteSeries(vm: VictoriaMetricsHandle, selector: string): Promise<void> {
+  const query = new URLSearchParams({ 'match[]': selector });
+  const res = await fetch(`${vm.url}/api/v1/admin/tsdb/delete_series?${query}`, { method: 'POST' });
+  if (!res.ok) throw new Error(`delete_series answered ${res.status}`);
+  await vm.flush();
 }
 
 /** Distinct (series, millisecond) samples: `-dedup.minScrapeInterval=1ms` counts a rewrite once. */
@@ -459,6 +560,24 @@ export function e2eTable(results: SideResult[], options: E2eOptions, uptime: str
       null,
     ]);
   }
+  const clusters = results.filter((r) => r.side.startsWith('cluster-'));
+  if (clusters.length >= 2) {
+    const [first, last] = [clusters[0]!, clusters.at(-1)!];
+    rows.push([
+      `${last.side} ÷ ${first.side}`,
+      round(last.ackedPerS / first.ackedPerS, 2),
+      round(last.storedPerS / first.storedPerS, 2),
+      round(last.serverCpuUsPerReading / first.serverCpuUsPerReading, 2),
+      null,
+      null,
+      null,
+      null,
+      null,
+      null,
+      null,
+      null,
+    ]);
+  }
   const notes = [
     `${options.gateways} gateways × ${READINGS_PER_BATCH}-record batches, QoS 1, window ${options.window} per connection, ${options.durationS} s per side, ${options.generators} generator processes; goal ≥ 200,000 stored readings/s and ≥ 1.5× the peer.`,
     'acked = first PUBLISH → last PUBACK; stored = first PUBLISH → every reading countable in VictoriaMetrics (polled every 0.2 s).',
@@ -466,6 +585,11 @@ export function e2eTable(results: SideResult[], options: E2eOptions, uptime: str
     'The peer acknowledges before anything is durable (mosquitto has no persistence; the WriteApi retries from memory); outpost acknowledges after an fsynced SQLite commit.',
     `machine: ${uptime}`,
   ];
+  if (clusters.length > 0) {
+    notes.push(
+      'cluster-N: N replicas (Redis broker state and fan-out, PostgreSQL registry) behind one local TCP balancer on this machine; server CPU counts the replicas, Redis and PostgreSQL. "machine busy" near 100% means the replicas share saturated cores, so the ratio measures overhead, not scale.',
+    );
+  }
   for (const r of results) {
     if (r.errors.length > 0) notes.push(`${r.side} errors: ${r.errors.slice(0, 3).join('; ')}`);
     if (r.exhaustedGateways > 0)

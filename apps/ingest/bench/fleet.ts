@@ -99,7 +99,7 @@ export class AdminApi {
       const space = line.lastIndexOf(' ');
       const key = line
         .slice(0, space)
-        .replace(/service="[^"]*",?/, '')
+        .replace(/(service|replica)="[^"]*",?/g, '')
         .replace(/,}$/, '}')
         .replace(/\{\}$/, '');
       out.set(key, Number(line.slice(space + 1)));

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { type E2eOptions, e2eTable, runE2e, type Side } from './e2e-throughput.js';
+import { type E2eOptions, e2eTable, parseSide, runE2e } from './e2e-throughput.js';
 import { printTable, writeTable } from './results.js';
 import { runSessions, sessionsTable } from './sessions.js';
 
@@ -10,7 +10,7 @@ import { runSessions, sessionsTable } from './sessions.js';
  * `bench-results/ingest-e2e.json` and `bench-results/ingest-sessions.json`.
  *
  *   node bench/dist/run.js [e2e] [sessions] [--duration 20] [--gateways 20] [--window 8]
- *     [--generators 2] [--pool 5000000] [--sides outpost,peer] [--profile]
+ *     [--generators 2] [--pool 5000000] [--sides outpost,peer,cluster-1,cluster-3] [--profile]
  *     [--sessions 10000] [--step 1000]
  */
 const { values, positionals } = parseArgs({
@@ -54,10 +54,7 @@ if (which.has('e2e')) {
     window: int(values.window),
     durationS: int(values.duration),
     poolReadings: int(values.pool),
-    sides: values.sides.split(',').map((s) => {
-      if (s !== 'outpost' && s !== 'peer') throw new Error(`unknown side ${s}`);
-      return s as Side;
-    }),
+    sides: values.sides.split(',').map(parseSide),
     profile: values.profile,
     stallS: int(values.stall),
   };

@@ -17,6 +17,7 @@ import { DocsController, OPENAPI_DOCUMENT } from './http/docs.controller.js';
 import { buildOpenApi } from './http/openapi.js';
 import { OTA_CONTROLLERS, OTA_PROVIDERS } from './ota/ota-providers.js';
 import { LiveEvents } from './stream/live-events.js';
+import { LiveStream } from './stream/live-stream.js';
 import { StreamController } from './stream/stream.controller.js';
 import { TelemetryController } from './telemetry/telemetry.controller.js';
 import { TELEMETRY_OUTBOX, TelemetryService } from './telemetry/telemetry.service.js';
@@ -69,6 +70,7 @@ export class AppModule {
         DevicesService,
         EnrollmentService,
         LiveEvents,
+        LiveStream,
         TelemetryPipeline,
         {
           provide: TELEMETRY_STORE,

@@ -11,7 +11,8 @@ import { ProblemDetailsFilter } from './http/problem-details.filter.js';
 export function createLogger(config: IngestConfig): Logger {
   return pino({
     level: config.logLevel,
-    base: { service: 'outpost-ingest' },
+    // Replicas of one deployment are told apart by `replica` (INGEST_REPLICA_ID).
+    base: { service: 'outpost-ingest', replica: config.replicaId },
     redact: {
       paths: ['token', '*.token', 'password', '*.password', 'authorization', '*.authorization'],
       censor: '[redacted]',

@@ -42,10 +42,26 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ INGEST_MQTT_TLS_CERT: '/x.pem' })).toThrow(/set both or neither/);
   });
 
-  it('says plainly that cluster mode is not available rather than ignoring INGEST_REDIS_URL', () => {
+  it('refuses cluster mode (INGEST_REDIS_URL) without a shared PostgreSQL registry', () => {
     expect(() => loadConfig({ INGEST_REDIS_URL: 'redis://127.0.0.1:6379' })).toThrow(
-      /cluster mode/,
+      /INGEST_REDIS_URL: cluster mode needs a shared PostgreSQL registry/,
     );
+    const c = loadConfig({
+      INGEST_REDIS_URL: 'redis://127.0.0.1:6379',
+      INGEST_DATABASE_URL: 'postgres://outpost@127.0.0.1:5432/outpost',
+    });
+    expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(() => loadConfig({ INGEST_REDIS_URL: 'http://127.0.0.1:6379' })).toThrow(
+      /must be a redis:\/\/ URL/,
+    );
+  });
+
+  it('names the replica from the environment, else from the host name and process id', () => {
+    const identity = { hostname: 'node a/ü.example', pid: 42 };
+    expect(loadConfig({}, identity).replicaId).toBe('node-a--.example-42');
+    expect(loadConfig({ INGEST_REPLICA_ID: 'ingest-2' }, identity).replicaId).toBe('ingest-2');
+    expect(() => loadConfig({ INGEST_REPLICA_ID: 'a b' })).toThrow(/INGEST_REPLICA_ID/);
+    expect(() => loadConfig({ INGEST_REPLICA_ID: 'x'.repeat(65) })).toThrow(/INGEST_REPLICA_ID/);
   });
 
   it('redacts secrets and URL passwords for the startup log', () => {
@@ -55,10 +71,13 @@ describe('loadConfig', () => {
       INGEST_INFLUX_URL: 'http://influx:8086',
       INGEST_INFLUX_BUCKET: 'b',
       INGEST_INFLUX_TOKEN: 'influx-secret',
+      INGEST_REDIS_URL: 'redis://:redis-secret@redis:6379/0',
     });
     const shown = JSON.stringify(redactedConfig(c));
     expect(shown).not.toContain('a-very-secret');
     expect(shown).not.toContain('hunter2');
     expect(shown).not.toContain('influx-secret');
+    expect(shown).not.toContain('redis-secret');
+    expect(shown).toContain('redis://:[redacted]@redis:6379/0');
   });
 });

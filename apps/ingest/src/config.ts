@@ -1,4 +1,5 @@
-import { resolve } from 'node:path';
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_AUDIENCE } from '@outpost/protocol/claims';
 import {
@@ -18,6 +19,8 @@ const optionalString = z
   .optional()
   .transform((v) => (v === undefined || v.trim() === '' ? undefined : v));
 const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+const REPLICA_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** apps/dashboard/dist, from apps/ingest/src or apps/ingest/dist. */
 const DEFAULT_DASHBOARD_DIR = fileURLToPath(new URL('../../dashboard/dist', import.meta.url));
@@ -53,6 +56,16 @@ const envSchema = z.object({
       .regex(/^rediss?:\/\//, 'must be a redis:// URL')
       .optional(),
   ),
+  /**
+   * This replica's name in logs, metrics and cluster messages; unique per running process.
+   * Default: the host name and process id.
+   */
+  INGEST_REPLICA_ID: optionalString.pipe(
+    z
+      .string()
+      .regex(REPLICA_ID, 'letters, digits, ".", "_" and "-", at most 64 characters')
+      .optional(),
+  ),
   INGEST_AUDIENCE: z.string().min(1).max(256).default(DEFAULT_AUDIENCE),
   INGEST_LOG_LEVEL: logLevel.default('info'),
   /** The built operator dashboard served at `/`; default: apps/dashboard/dist of this repository. */
@@ -86,6 +99,18 @@ const envSchema = z.object({
   INGEST_OUTBOX_GROUP_COMMIT_MS: z.coerce.number().int().min(0).max(100).default(2),
   /** Writes from the outbox to the telemetry store in flight at once. */
   INGEST_OUTBOX_WRITES_IN_FLIGHT: z.coerce.number().int().min(1).max(16).default(3),
+  /**
+   * With PostgreSQL: the directory of every replica's outbox file (`<replica id>.db`), shared
+   * by the replicas so a survivor can drain the file of one that died. Default `<data dir>/outbox`.
+   * Without PostgreSQL the outbox stays `<data dir>/telemetry-outbox.db`.
+   */
+  INGEST_OUTBOX_DIR: optionalString,
+  /** An outbox whose owner's lease expired this long ago is drained by a survivor. */
+  INGEST_OUTBOX_ADOPT_AFTER_S: z.coerce.number().int().min(0).default(300),
+  /** How often survivors look for outboxes to adopt. */
+  INGEST_OUTBOX_ADOPT_SCAN_MS: positiveInt.min(100).default(30_000),
+  /** Leases (rollouts, alert timers, outbox ownership) last this long unless renewed. */
+  INGEST_LEASE_TTL_MS: positiveInt.min(300).max(600_000).default(15_000),
 
   /** Alert timers (`for`, `clearFor`, offline rules) and the webhook queue are checked this often. */
   INGEST_ALERT_TICK_MS: z.coerce.number().int().min(10).max(60_000).default(1000),
@@ -138,7 +163,15 @@ export type IngestConfig = Readonly<{
     maxTakeoversPerMinute: number;
     connectivityFlushMs: number;
   }>;
-  outbox: Readonly<{ maxPoints: number; groupCommitMs: number; writesInFlight: number }>;
+  outbox: Readonly<{
+    maxPoints: number;
+    groupCommitMs: number;
+    writesInFlight: number;
+    dir: string;
+    adoptAfterMs: number;
+    adoptScanMs: number;
+  }>;
+  leaseTtlMs: number;
   alerts: Readonly<{
     tickMs: number;
     queueMax: number;
@@ -176,7 +209,9 @@ export type IngestConfig = Readonly<{
       }>
     | undefined;
   databaseUrl: string | undefined;
+  /** Set: cluster mode (several replicas sharing Redis and PostgreSQL). */
   redisUrl: string | undefined;
+  replicaId: string;
   audience: string;
   logLevel: z.infer<typeof logLevel>;
   dashboardDir: string;
@@ -191,8 +226,19 @@ export type IngestConfig = Readonly<{
   }>;
 }>;
 
+/** Where the default replica id comes from; injected so tests need not depend on the host. */
+export interface ProcessIdentity {
+  hostname: string;
+  pid: number;
+}
+
+const thisProcess = (): ProcessIdentity => ({ hostname: hostname(), pid: process.pid });
+
 /** Parses the environment once; lists every bad variable at once. */
-export function loadConfig(env: Record<string, string | undefined> = process.env): IngestConfig {
+export function loadConfig(
+  env: Record<string, string | undefined> = process.env,
+  identity: ProcessIdentity = thisProcess(),
+): IngestConfig {
   const picked = Object.fromEntries(Object.entries(env).filter(([k]) => k.startsWith('INGEST_')));
   const parsed = envSchema.safeParse(picked);
   if (!parsed.success) {
@@ -207,11 +253,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (e.INGEST_INFLUX_URL && e.INGEST_INFLUX_API === 'v1' && !e.INGEST_INFLUX_DATABASE) {
     problems.push('INGEST_INFLUX_DATABASE: required when INGEST_INFLUX_API=v1');
   }
-  // Several replicas need shared broker state and fan-out (Redis); until that lands, a set
-  // INGEST_REDIS_URL must not be silently ignored.
-  if (e.INGEST_REDIS_URL) {
+  // Replicas share the registry, alerts and rollouts: a SQLite file per replica would split
+  // them, so cluster mode needs PostgreSQL.
+  if (e.INGEST_REDIS_URL && !e.INGEST_DATABASE_URL) {
     problems.push(
-      'INGEST_REDIS_URL: cluster mode (several replicas over Redis) is not available in this version; unset it to run one node',
+      'INGEST_REDIS_URL: cluster mode needs a shared PostgreSQL registry; set INGEST_DATABASE_URL (postgres://…) too',
     );
   }
   if (Boolean(e.INGEST_MQTT_TLS_CERT) !== Boolean(e.INGEST_MQTT_TLS_KEY)) {
@@ -236,7 +282,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxPoints: e.INGEST_OUTBOX_MAX_POINTS,
       groupCommitMs: e.INGEST_OUTBOX_GROUP_COMMIT_MS,
       writesInFlight: e.INGEST_OUTBOX_WRITES_IN_FLIGHT,
+      dir: resolve(e.INGEST_OUTBOX_DIR ?? join(e.INGEST_DATA_DIR, 'outbox')),
+      adoptAfterMs: e.INGEST_OUTBOX_ADOPT_AFTER_S * 1000,
+      adoptScanMs: e.INGEST_OUTBOX_ADOPT_SCAN_MS,
     },
+    leaseTtlMs: e.INGEST_LEASE_TTL_MS,
     alerts: {
       tickMs: e.INGEST_ALERT_TICK_MS,
       queueMax: e.INGEST_ALERT_QUEUE_MAX,
@@ -275,6 +325,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       : undefined,
     databaseUrl: e.INGEST_DATABASE_URL,
     redisUrl: e.INGEST_REDIS_URL,
+    replicaId: e.INGEST_REPLICA_ID ?? defaultReplicaId(identity),
     audience: e.INGEST_AUDIENCE,
     logLevel: e.INGEST_LOG_LEVEL,
     dashboardDir: resolve(e.INGEST_DASHBOARD_DIR ?? DEFAULT_DASHBOARD_DIR),
@@ -292,8 +343,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 
 /** The configuration as it may be logged: secrets and URL credentials redacted. */
 export function redactedConfig(config: IngestConfig): Record<string, unknown> {
+  // The user part may be empty (`redis://:password@host`).
   const redactUrl = (url: string | undefined) =>
-    url?.replace(/\/\/([^:/@]+):([^@/]+)@/, '//$1:[redacted]@');
+    url?.replace(/\/\/([^:/@]*):([^@/]+)@/, '//$1:[redacted]@');
   return {
     ...config,
     bootstrapToken: config.bootstrapToken ? '[redacted]' : undefined,
@@ -303,6 +355,12 @@ export function redactedConfig(config: IngestConfig): Record<string, unknown> {
       ? { ...config.influx, token: config.influx.token ? '[redacted]' : undefined }
       : undefined,
   };
+}
+
+/** `<host>-<pid>`, cut and cleaned to fit the replica id pattern. */
+export function defaultReplicaId(identity: ProcessIdentity): string {
+  const host = identity.hostname.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 48) || 'ingest';
+  return `${host}-${identity.pid}`;
 }
 
 function deepFreeze<T>(value: T): T {

@@ -16,6 +16,8 @@ export interface IngestOptions extends StartOptions {
   env?: Record<string, string>;
   /** Also listen for MQTT over TLS on a free port. */
   tls?: boolean;
+  /** The admin API token; default a fresh one. Replicas of one cluster share theirs. */
+  adminToken?: string;
 }
 
 export interface IngestHandle extends PortServiceHandle {
@@ -40,7 +42,7 @@ export async function startIngest(options: IngestOptions = {}): Promise<IngestHa
   if (!existsSync(INGEST_MAIN)) {
     throw new Error(`${INGEST_MAIN} not found: build it first (npm run build)`);
   }
-  const adminToken = `test-admin-${randomBytes(18).toString('base64url')}`;
+  const adminToken = options.adminToken ?? `test-admin-${randomBytes(18).toString('base64url')}`;
   const mqttPort = await freePort();
   const mqttsPort = options.tls ? await freePort() : undefined;
   let dataDir = '';

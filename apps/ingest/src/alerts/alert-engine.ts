@@ -3,9 +3,12 @@ import {
   Injectable,
   type OnApplicationBootstrap,
   type OnApplicationShutdown,
+  Optional,
 } from '@nestjs/common';
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { LEASE_NAMES, LEASES, type Lease, type Leases } from '../cluster/lease.js';
+import { LocalLeases } from '../cluster/local-lease.js';
 import type { IngestConfig } from '../config.js';
 import {
   CLOCK,
@@ -89,7 +92,10 @@ const keyOf = (ruleId: string, device: string) => `${ruleId}\u0000${device}`;
  * alert rows and the webhook deliveries of its transitions in one transaction, conditional
  * on the state version read: a transition is committed, and so notified, exactly once even
  * with several writers. Timers (`for`, `clearFor`, offline rules) run from a tick with the
- * injected clock.
+ * injected clock, on the one replica holding the `alerts.timers` lease; readings are
+ * evaluated on every replica. The holder learns of states opened elsewhere from the store
+ * (on acquisition and every rules refresh), and of devices heard elsewhere from the registry
+ * and the shared activity record.
  */
 @Injectable()
 export class AlertEngine implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -126,6 +132,8 @@ export class AlertEngine implements OnApplicationBootstrap, OnApplicationShutdow
   private readonly droppedTotal: Counter;
   private readonly conflictsTotal: Counter;
   private lastDropWarning = 0;
+  private readonly lease: Lease;
+  private offLease: (() => void) | undefined;
 
   constructor(
     @Inject(ALERT_STORE) private readonly store: AlertStore,
@@ -139,8 +147,11 @@ export class AlertEngine implements OnApplicationBootstrap, OnApplicationShutdow
     private readonly stream: StreamNotifier,
     private readonly logNotifier: LogNotifier,
     private readonly worker: DeliveryWorker,
+    // Absent when an engine is built by hand: it then fires its own timers, as one process does.
+    @Optional() @Inject(LEASES) leases?: Leases,
   ) {
     this.log = logger.child({ module: 'alerts' });
+    this.lease = (leases ?? new LocalLeases()).lease(LEASE_NAMES.alertTimers);
     this.transitionsTotal = new Counter({
       name: 'outpost_ingest_alert_transitions_total',
       help: 'Alert transitions committed, by kind and whether they paged',
@@ -183,6 +194,13 @@ export class AlertEngine implements OnApplicationBootstrap, OnApplicationShutdow
     await this.refreshScopes();
     this.live.on('readings', this.onReadings);
     this.live.on('status', this.onStatus);
+    this.lease.start();
+    this.offLease = this.lease.onChange((held) => {
+      if (!held) return;
+      this.syncActiveStates().catch((err: unknown) =>
+        this.log.warn({ err }, 'could not read the open alert states'),
+      );
+    });
     const every = (ms: number, fn: () => Promise<unknown>) => {
       const t = setInterval(() => {
         fn().catch((err: unknown) => this.log.error({ err }, 'alert timer failed'));
@@ -194,6 +212,7 @@ export class AlertEngine implements OnApplicationBootstrap, OnApplicationShutdow
     every(this.config.alerts.rulesRefreshMs, async () => {
       await this.reloadRules();
       await this.refreshScopes();
+      if (this.lease.isHeld()) await this.syncActiveStates();
     });
     this.worker.start();
   }
@@ -201,6 +220,7 @@ export class AlertEngine implements OnApplicationBootstrap, OnApplicationShutdow
   async onApplicationShutdown(): Promise<void> {
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
+    this.offLease?.();
     this.live.off('readings', this.onReadings);
     this.live.off('status', this.onStatus);
     // Finish what is being committed; what is only queued is dropped (it is not acked work).
@@ -213,6 +233,7 @@ export class AlertEngine implements OnApplicationBootstrap, OnApplicationShutdow
     await Promise.race([this.drained(), sleep(5000)]);
     await this.flushActivity().catch(() => {});
     await this.worker.stop();
+    await this.lease.stop();
     await this.store.close();
   }
 
@@ -250,30 +271,52 @@ export class AlertEngine implements OnApplicationBootstrap, OnApplicationShutdow
   }
 
   /**
-   * Timers: pending `for`s and clearing holds that may have elapsed, offline rules, and
-   * the activity record. Called every INGEST_ALERT_TICK_MS with the injected clock.
+   * Timers: pending `for`s and clearing holds that may have elapsed and offline rules (on
+   * the lease holder), and the activity record (everywhere). Called every
+   * INGEST_ALERT_TICK_MS with the injected clock.
    */
   async tick(now = this.clock.now()): Promise<void> {
     if (this.ticking || this.stopping) return;
     this.ticking = true;
     try {
-      for (const key of this.open) {
-        const s = this.cache.get(key)?.state;
-        if (!s || s.phase === 'ok') continue;
-        const [ruleId, device] = key.split('\u0000') as [string, string];
-        const ar = this.rules.get(ruleId);
-        if (ar?.rule.kind !== 'threshold') continue;
-        const due =
-          (s.phase === 'pending' && s.since !== null && now - s.since >= ar.rule.forMs) ||
-          (s.phase === 'firing' &&
-            s.clearingSince !== null &&
-            now - s.clearingSince >= ar.rule.clearForMs);
-        if (due) this.enqueue(ruleId, device, null, now);
-      }
-      await this.offlinePass(now);
+      if (this.lease.isHeld()) await this.fireTimers(now);
       await this.flushActivity();
     } finally {
       this.ticking = false;
+    }
+  }
+
+  private async fireTimers(now: number): Promise<void> {
+    for (const key of this.open) {
+      const s = this.cache.get(key)?.state;
+      if (!s || s.phase === 'ok') continue;
+      const [ruleId, device] = key.split('\u0000') as [string, string];
+      const ar = this.rules.get(ruleId);
+      if (ar?.rule.kind !== 'threshold') continue;
+      const due =
+        (s.phase === 'pending' && s.since !== null && now - s.since >= ar.rule.forMs) ||
+        (s.phase === 'firing' &&
+          s.clearingSince !== null &&
+          now - s.clearingSince >= ar.rule.clearForMs);
+      if (due) this.enqueue(ruleId, device, null, now);
+    }
+    await this.offlinePass(now);
+  }
+
+  /**
+   * Open states from the store, for the timers: a `for` started by a reading on another
+   * replica is due here. A stale entry costs one version check when it is evaluated. Also
+   * when devices were last heard by the other replicas (their activity record): a device
+   * heard only elsewhere is neither "never heard" nor silent here.
+   */
+  private async syncActiveStates(): Promise<void> {
+    await this.mergeActivity();
+    const now = this.clock.now();
+    for (const s of await this.store.listActiveStates()) {
+      const key = keyOf(s.ruleId, s.device);
+      const cached = this.cache.get(key);
+      if (cached && cached.version >= s.version) continue;
+      this.remember(key, { state: s.state, version: s.version, checkedAt: now });
     }
   }
 
@@ -696,12 +739,20 @@ export class AlertEngine implements OnApplicationBootstrap, OnApplicationShutdow
       }
       // Before calling a device silent, ask the registry afresh: its last-seen times are
       // written in batches and our copy is refreshed only every INGEST_ALERT_RULES_REFRESH_MS.
+      // Other replicas may have heard it since: their activity record is read again too.
+      if (candidates.length > 0 && this.lease.isHeld()) await this.mergeActivity();
       for (const device of candidates.slice(0, 1000)) {
         const fresh = await this.registry.getDevice(device).catch(() => null);
         if (fresh) scope.set(device, fresh.connectivity.lastSeen);
         const seen = this.lastHeard(device, scope.get(device));
         if (seen !== null) this.enqueue(ar.record.id, device, { kind: 'seen', at: seen }, now);
       }
+    }
+  }
+
+  private async mergeActivity(): Promise<void> {
+    for (const [device, at] of await this.store.loadActivity()) {
+      if ((this.heard.get(device) ?? Number.NEGATIVE_INFINITY) < at) this.heard.set(device, at);
     }
   }
 

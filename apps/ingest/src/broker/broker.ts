@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { EventEmitter } from 'node:events';
 import type { Server as HttpServer, IncomingMessage } from 'node:http';
 import { createServer as createTcpServer, type Server as TcpServer } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -28,6 +29,7 @@ import {
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import { createWebSocketStream, WebSocketServer } from 'ws';
+import type { AedesRedis } from '../cluster/aedes-redis.js';
 import type { IngestConfig } from '../config.js';
 import { CLOCK, type Clock, CONFIG, LOGGER, METRICS, REGISTRY_STORE } from '../injection.js';
 import { ServiceKeys } from '../keys/service-keys.js';
@@ -52,6 +54,20 @@ const MAX_CONNECT_BYTES = 8 * 1024;
 const TAKEOVER_COOLDOWN_MS = 30_000;
 /** Commands expire after this long unless the caller says otherwise. */
 const COMMAND_TTL_S = 3600;
+// How long closing the broker may wait for aedes: its Redis emitter's QUIT cannot finish
+// while Redis is unreachable, hence the shorter wait then.
+const CLOSE_TIMEOUT_MS = 5000;
+const CLOSE_TIMEOUT_REDIS_DOWN_MS = 1000;
+/** aedes announces each registered client here; in cluster mode to every replica. */
+const NEW_CLIENTS_TOPIC = '$SYS/+/new/clients';
+
+/** What the broker uses of aedes beyond its typings: the emitter and a separate listen(). */
+interface AedesInternals {
+  mq: {
+    on(topic: string, handler: (packet: PublishPacket, done: () => void) => void): void;
+  };
+  listen(): Promise<void>;
+}
 
 /** A command as callers give it: the envelope (`v`, `id`, `exp`, `device`) is added here. */
 type CommandBody = Command extends infer C
@@ -80,6 +96,8 @@ export interface CommandsSubscription {
 @Injectable()
 export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private aedes: Aedes | undefined;
+  /** Cluster mode: aedes' Redis persistence and emitter. */
+  private aedesRedis: AedesRedis | undefined;
   private tcp: TcpServer | undefined;
   private tls: TlsServer | undefined;
   private ws: WebSocketServer | undefined;
@@ -139,15 +157,34 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
   }
 
   async onApplicationBootstrap(): Promise<void> {
-    const aedes = await Aedes.createBroker({
-      id: `outpost-${randomUUID()}`,
+    // Cluster mode: sessions, subscriptions and QoS 1 in-flight and offline messages live in
+    // Redis, and every publish reaches every replica (cluster/aedes-redis.ts).
+    if (this.config.redisUrl) {
+      const { openAedesRedis } = await import('../cluster/aedes-redis.js');
+      this.aedesRedis = openAedesRedis(this.config.redisUrl, this.log);
+    }
+    const aedes = new Aedes({
+      id: `outpost-${this.config.replicaId}-${randomUUID().slice(0, 8)}`,
       // Devices publish QoS 1 at most; the cap bounds a client that withholds PUBRELs.
       maxInflightInbound: 100,
       maxTopicLevels: 8,
       drainTimeout: 30_000,
       connectTimeout: 10_000,
       heartbeatInterval: 60_000,
+      ...(this.aedesRedis
+        ? { persistence: this.aedesRedis.persistence, mq: this.aedesRedis.mq }
+        : {}),
     });
+    const internals = aedes as unknown as AedesInternals;
+    // Registered before listen() adds aedes' own listener, which closes a local session whose
+    // client id connected to another replica: this one marks it a takeover first.
+    internals.mq.on(NEW_CLIENTS_TOPIC, (packet, done) => {
+      this.onConnectedElsewhere(packet);
+      done();
+    });
+    // aedes reports storage failures (Redis away) as 'error' events; unheard they would throw.
+    (aedes as EventEmitter).on('error', (err: Error) => this.log.warn({ err }, 'broker error'));
+    await internals.listen();
     this.aedes = aedes;
     // aedes gives an empty client id a generated one; remember it was empty to refuse it.
     aedes.preConnect = (client, packet, done) => {
@@ -233,9 +270,17 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
       const session = this.sessions.get(client);
       if (session) session.closeReason ??= 'shutdown';
     }
-    await new Promise<void>((resolve) =>
-      this.aedes ? this.aedes.close(() => resolve()) : resolve(),
-    );
+    await new Promise<void>((resolve) => {
+      if (!this.aedes) return resolve();
+      const reachable = this.aedesRedis?.reachable() ?? true;
+      const timer = setTimeout(resolve, reachable ? CLOSE_TIMEOUT_MS : CLOSE_TIMEOUT_REDIS_DOWN_MS);
+      this.aedes.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    // aedes.close() leaves the Redis persistence open: released here, or the process hangs.
+    await this.aedesRedis?.close();
     for (const timer of this.expiry.values()) clearTimeout(timer);
     this.expiry.clear();
     await this.flush();
@@ -279,6 +324,11 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
 
   isOnline(deviceId: string): boolean {
     return this.connectivity.isOnline(deviceId);
+  }
+
+  /** Devices with a session on this replica now. */
+  connectedDevices(): string[] {
+    return [...new Set([...this.sessions.values()].map((s) => s.deviceId))];
   }
 
   /** Closes a device's session (revocation, expiry, refusals); takes effect at once. */
@@ -394,6 +444,30 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
     );
     timer.unref();
     this.expiry.set(client, timer);
+  }
+
+  /**
+   * A client registered on some replica. When it is one of ours connected elsewhere (the
+   * device moved), our session ends as a takeover, and an offline state not yet written
+   * must not overwrite the online one the other replica writes.
+   */
+  private onConnectedElsewhere(packet: PublishPacket): void {
+    const brokerId = packet.topic.split('/')[1];
+    if (!this.aedes || brokerId === this.aedes.id) return;
+    const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+    if (payload.length > 256) return;
+    const deviceId = payload.toString('utf8');
+    const now = this.clock.now();
+    const local = this.clientById(deviceId);
+    const session = local ? this.sessions.get(local) : undefined;
+    if (session) {
+      session.closeReason = 'takeover';
+      // Two clients with one id on two replicas must not loop either.
+      if (this.takeovers.add(deviceId, now) > this.config.mqtt.maxTakeoversPerMinute) {
+        this.cooldownUntil.set(deviceId, now + TAKEOVER_COOLDOWN_MS);
+      }
+    }
+    this.connectivity.movedAway(deviceId, now);
   }
 
   private onClientGone(client: Client): void {

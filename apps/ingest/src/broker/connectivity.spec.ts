@@ -21,6 +21,24 @@ describe('ConnectivityTracker', () => {
     ]);
     expect(t.onlineCount).toBe(1);
   });
+
+  it('drops unwritten updates older than the device connecting to another replica', () => {
+    const t = new ConnectivityTracker();
+    t.connected('a', 1000);
+    t.disconnected('a', 'connection_lost', 2000);
+    t.movedAway('a', 2100);
+    expect(t.take()).toEqual([]);
+    // A disconnect after the other replica's connect is news: kept.
+    t.connected('b', 1000);
+    t.disconnected('b', 'connection_lost', 3000);
+    t.movedAway('b', 2500);
+    // An older online update too; and the device is no longer online here.
+    t.connected('c', 1000);
+    t.movedAway('c', 2000);
+    expect(t.isOnline('c')).toBe(false);
+    t.seen('c', 2500);
+    expect(t.take().map((u) => [u.deviceId, u.online])).toEqual([['b', false]]);
+  });
 });
 
 describe('WindowCounter', () => {

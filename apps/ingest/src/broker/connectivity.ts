@@ -23,6 +23,18 @@ export class ConnectivityTracker {
     });
   }
 
+  /**
+   * The device connected to another replica at `now`: it is no longer online here (that
+   * replica sends it commands and records its connectivity), and an update of ours not
+   * written yet is older news: written late, an "offline" would overwrite that replica's
+   * "online", or an "online" its later "offline".
+   */
+  movedAway(deviceId: string, now: number): void {
+    this.online.delete(deviceId);
+    const p = this.pending.get(deviceId);
+    if (p && p.lastSeen <= now) this.pending.delete(deviceId);
+  }
+
   /** Activity of a connected device (a message); cheap, called on the hot path. */
   seen(deviceId: string, now: number): void {
     const p = this.pending.get(deviceId);

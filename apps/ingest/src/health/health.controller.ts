@@ -2,6 +2,8 @@ import { Controller, Get, Header, Inject } from '@nestjs/common';
 import type { Registry } from 'prom-client';
 import { z } from 'zod';
 import { Public } from '../auth/access.js';
+import { CLUSTER_BUS, type ClusterBus } from '../cluster/cluster-bus.js';
+import { ClusterUnavailable } from '../cluster/cluster-errors.js';
 import { StorageUnavailable } from '../errors.js';
 import { ApiDoc } from '../http/openapi.js';
 import { METRICS, REGISTRY_STORE } from '../injection.js';
@@ -15,6 +17,7 @@ export class HealthController {
   constructor(
     @Inject(REGISTRY_STORE) private readonly registry: RegistryStore,
     @Inject(METRICS) private readonly metrics: Registry,
+    @Inject(CLUSTER_BUS) private readonly bus: ClusterBus,
   ) {}
 
   @Get('healthz')
@@ -24,13 +27,18 @@ export class HealthController {
   }
 
   @Get('readyz')
-  @ApiDoc({ summary: 'Readiness: storage is reachable', response: statusSchema, tag: 'service' })
+  @ApiDoc({
+    summary: 'Readiness: storage (and, in cluster mode, Redis) is reachable',
+    response: statusSchema,
+    tag: 'service',
+  })
   async readyz() {
     try {
       await this.registry.ping();
     } catch (err) {
       throw new StorageUnavailable('registry storage unreachable', err);
     }
+    if (!this.bus.healthy()) throw new ClusterUnavailable();
     return { status: 'ok' as const };
   }
 

@@ -9,6 +9,7 @@ import { HttpAdapterHost } from '@nestjs/core';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { Broker } from '../broker/broker.js';
+import { LEASE_NAMES, LEASES, type Lease, type Leases } from '../cluster/lease.js';
 import type { IngestConfig } from '../config.js';
 import { CLOCK, type Clock, CONFIG, LOGGER, METRICS } from '../injection.js';
 import { KeyedQueue } from './keyed-queue.js';
@@ -30,7 +31,11 @@ const ATTEMPTS = 4;
  * state machine (`rollout.ts`) on what the store holds and applies the actions: timeouts,
  * wave marks, abort or completion, then offers. Every write is conditional (revision checks,
  * `pending` → `offered` once), so running it twice, or on two replicas, offers no device
- * twice; when replicas share a database, wrap `advance` in a lease so one of them does it.
+ * twice. Replicas sharing a database advance rollouts only while they hold the
+ * `ota.rollouts` lease; a new holder reads everything from the store, so it resumes where the
+ * old one stopped: pending devices of a started wave are offered, a soak is measured from the
+ * stored wave marks. A holder that lost the lease mid-step can finish at most that step, and
+ * its writes still go through the revision checks.
  */
 @Injectable()
 export class RolloutRunner implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -42,6 +47,7 @@ export class RolloutRunner implements OnApplicationBootstrap, BeforeApplicationS
   private readonly offs: (() => void)[] = [];
   private readonly work = new Set<Promise<void>>();
   private warnedBaseUrl = false;
+  private readonly lease: Lease;
 
   constructor(
     @Inject(OTA_STORE) private readonly store: OtaStore,
@@ -52,8 +58,10 @@ export class RolloutRunner implements OnApplicationBootstrap, BeforeApplicationS
     private readonly broker: Broker,
     private readonly progress: RolloutProgress,
     private readonly adapterHost: HttpAdapterHost,
+    @Inject(LEASES) leases: Leases,
   ) {
     this.log = logger.child({ module: 'rollouts' });
+    this.lease = leases.lease(LEASE_NAMES.otaRollouts);
     this.offers = new Counter({
       name: 'outpost_ingest_ota_offers_total',
       help: 'ota.offer commands published (first offers and offers sent again on reconnect)',
@@ -62,7 +70,13 @@ export class RolloutRunner implements OnApplicationBootstrap, BeforeApplicationS
   }
 
   onApplicationBootstrap(): void {
-    this.timer = setInterval(() => void this.tick(), this.config.ota.tickMs);
+    this.lease.start();
+    const tick = () => {
+      this.tick().catch((err: unknown) => this.log.error({ err }, 'rollout tick failed'));
+    };
+    // A new holder looks at every running rollout at once instead of a tick later.
+    this.offs.push(this.lease.onChange((held) => held && tick()));
+    this.timer = setInterval(tick, this.config.ota.tickMs);
     this.timer.unref();
     // A device that was offline when offered gets the offer when it listens again.
     this.offs.push(
@@ -76,10 +90,12 @@ export class RolloutRunner implements OnApplicationBootstrap, BeforeApplicationS
     await this.ticking;
     await Promise.allSettled([...this.work]);
     await this.queue.idle();
+    await this.lease.stop();
   }
 
-  /** Evaluates every running rollout once (at most one pass at a time). */
+  /** Evaluates every running rollout once (at most one pass at a time), if the lease is ours. */
   tick(): Promise<void> {
+    if (!this.lease.isHeld()) return Promise.resolve();
     this.ticking ??= this.tickAll().finally(() => {
       this.ticking = undefined;
     });
@@ -88,6 +104,8 @@ export class RolloutRunner implements OnApplicationBootstrap, BeforeApplicationS
 
   /** Evaluates one rollout soon, without waiting for the timer. */
   nudge(rolloutId: string): void {
+    // Another replica holds the lease: its next tick sees the change in the store.
+    if (!this.lease.isHeld()) return;
     this.track(this.advance(rolloutId));
   }
 
@@ -105,6 +123,7 @@ export class RolloutRunner implements OnApplicationBootstrap, BeforeApplicationS
         ...(after ? { after } : {}),
       });
       for (const rollout of page.items) {
+        if (!this.lease.isHeld()) return;
         await this.advance(rollout.id).catch((err: unknown) =>
           this.log.error({ err, rolloutId: rollout.id }, 'rollout evaluation failed'),
         );
@@ -115,6 +134,7 @@ export class RolloutRunner implements OnApplicationBootstrap, BeforeApplicationS
 
   private async step(rolloutId: string): Promise<void> {
     for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
+      if (!this.lease.isHeld()) return;
       const rollout = await this.store.getRollout(rolloutId);
       if (rollout?.status !== 'running') return;
       const devices = await this.store.listRolloutDevices(rolloutId);

@@ -5,7 +5,8 @@ import { Roles } from '../auth/access.js';
 import { ApiDoc } from '../http/openapi.js';
 import { ZQuery } from '../http/zod.js';
 import { streamQuerySchema } from '../telemetry/telemetry-schemas.js';
-import { type LiveEventMap, LiveEvents } from './live-events.js';
+import type { LiveEventMap } from './live-events.js';
+import { LiveStream } from './live-stream.js';
 import { SseClient } from './sse-client.js';
 
 const HEARTBEAT_MS = 15_000;
@@ -24,7 +25,7 @@ type StreamQuery = z.output<typeof streamQuery>;
 
 @Controller('api/v1')
 export class StreamController {
-  constructor(private readonly live: LiveEvents) {}
+  constructor(private readonly live: LiveStream) {}
 
   @Get('stream')
   @Roles('viewer')
@@ -78,18 +79,17 @@ export class StreamController {
         client.send('rollouts', e);
       }
     };
-    if (types.has('readings')) this.live.on('readings', onReadings);
-    if (types.has('status')) this.live.on('status', onStatus);
-    if (types.has('alerts')) this.live.on('alerts', onAlerts);
-    if (types.has('rollouts')) this.live.on('rollouts', onRollouts);
+    // Events of every replica (in cluster mode), each once.
+    const offs: (() => void)[] = [];
+    if (types.has('readings')) offs.push(this.live.on('readings', onReadings));
+    if (types.has('status')) offs.push(this.live.on('status', onStatus));
+    if (types.has('alerts')) offs.push(this.live.on('alerts', onAlerts));
+    if (types.has('rollouts')) offs.push(this.live.on('rollouts', onRollouts));
     const heartbeat = setInterval(() => client.heartbeat(), HEARTBEAT_MS);
     heartbeat.unref();
     request.raw.on('close', () => {
       clearInterval(heartbeat);
-      this.live.off('readings', onReadings);
-      this.live.off('status', onStatus);
-      this.live.off('alerts', onAlerts);
-      this.live.off('rollouts', onRollouts);
+      for (const off of offs) off();
     });
   }
 }

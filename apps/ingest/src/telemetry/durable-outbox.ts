@@ -250,6 +250,7 @@ export class DurableOutbox {
   private quarantinedPoints = 0;
   private lastPruneMs = Number.NEGATIVE_INFINITY;
   private closed = false;
+  private suspended: string | undefined;
 
   constructor(options: DurableOutboxOptions) {
     this.clock = options.clock ?? { now: () => Date.now() };
@@ -306,6 +307,9 @@ export class DurableOutbox {
     if (this.closed) {
       throw new AppError('unavailable', 'outbox_closed', 'telemetry outbox is closed');
     }
+    if (this.suspended !== undefined) {
+      throw new AppError('unavailable', 'outbox_suspended', this.suspended);
+    }
     const count = batch.points.length;
     const boot = batch.boot !== undefined && batch.seq !== undefined ? batch.boot : undefined;
     const seq = boot !== undefined ? normalizeSeq(batch.seq!) : undefined;
@@ -332,6 +336,19 @@ export class DurableOutbox {
       this.queuedPoints += count;
       this.schedule();
     });
+  }
+
+  /**
+   * Refuses new batches (kind 'unavailable', so they are not acked and devices retry) until
+   * `resume`; those already queued are still committed. For a replica that lost the lease
+   * on this file: another may be about to drain it.
+   */
+  suspend(reason: string): void {
+    this.suspended = reason;
+  }
+
+  resume(): void {
+    this.suspended = undefined;
   }
 
   /** Called after each commit that accepted at least one batch. Returns an unsubscribe. */
