@@ -60,6 +60,8 @@ function offer(
 
 class FakeInstaller implements Installer {
   readonly requests: InstallRequest[] = [];
+  /** The gateway, and children a test adds. */
+  readonly devices = new Set([GW]);
   outcome: (r: InstallRequest) => Promise<InstallOutcome> = async (r) => {
     r.report({ state: 'installing' });
     r.report({ state: 'rebooting' });
@@ -67,7 +69,7 @@ class FakeInstaller implements Installer {
     return { state: 'succeeded', version: r.manifest.version };
   };
   handles(deviceId: string, component: string): boolean {
-    return deviceId === GW && component === 'agent';
+    return this.devices.has(deviceId) && component === 'agent';
   }
   async installed() {
     return { hardware: 'hw-a', version: '1.0.0' };
@@ -351,6 +353,31 @@ describe('OtaUpdater', () => {
     await settle(updater, t.events);
     expect(results(t.events)).toHaveLength(1);
     expect(t.state.get(GW, 'agent')).toMatchObject({ reported: true });
+  });
+
+  it('children offered the same image at once share one download and all install it', async () => {
+    const t = await setup();
+    const kids = ['kid-1', 'kid-2', 'kid-3'];
+    for (const kid of kids) t.installer.devices.add(kid);
+    const flashed: Buffer[] = [];
+    t.installer.outcome = async (r) => {
+      // Each flash takes a while, so the others' downloads and ends overlap it.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      flashed.push(await readFile(r.artifactPath));
+      return { state: 'succeeded', version: r.manifest.version };
+    };
+    const updater = t.make();
+    await updater.start();
+    const manifest = await manifestOf(t.key);
+    await Promise.all(kids.map((kid) => updater.offer(offer(manifest, { device: kid }))));
+    await settle(updater, t.events, kids.length);
+    expect(results(t.events).map((e) => [e.deviceId, e.state])).toEqual(
+      expect.arrayContaining(kids.map((kid) => [kid, 'succeeded'])),
+    );
+    expect(flashed).toHaveLength(kids.length);
+    for (const image of flashed) expect(image.equals(IMAGE)).toBe(true);
+    expect(t.fetches).toHaveLength(1);
+    expect(await readdir(join(t.dataDir, 'ota-staging'))).toEqual([]);
   });
 
   it('keys.release replaces the trusted keys and keeps them (0600) across restarts', async () => {

@@ -62,6 +62,14 @@ export class OtaUpdater {
   #intake: Promise<void> = Promise.resolve();
   readonly #work = new Set<Promise<void>>();
   readonly #log: Logger;
+  /**
+   * Staged images (by sha256) of the updates under way. A gateway offered the same firmware
+   * for several children in one wave stages it once: one update downloads it while the
+   * others wait, then find it complete and checked; it is removed when the last of them
+   * ends. (Each downloading into the same `.part` file on its own truncated and renamed it
+   * under the others: they failed `size_mismatch`, or lost the image before flashing.)
+   */
+  readonly #staged = new Map<string, { users: number; tail: Promise<void> }>();
 
   constructor(options: OtaUpdaterOptions) {
     this.#o = options;
@@ -174,8 +182,10 @@ export class OtaUpdater {
     };
     /** The steps the installer reported, each written before the result. */
     const steps: Promise<void>[] = [];
+    /** The staged image this update holds (see `#staged`), once its manifest is known. */
+    let held: string | undefined;
     const end = (state: InstallOutcome['state'], reason?: string, version?: string) =>
-      this.#finish(record, state, reason, version);
+      this.#finish(record, state, reason, version, held);
     try {
       const installer = this.#o.installers.find((i) =>
         i.handles(record.deviceId, record.component),
@@ -206,6 +216,8 @@ export class OtaUpdater {
         manifest = checked;
       }
       const staged = join(this.stagingDir, stagingNames(manifest.sha256).complete);
+      this.#holdStaged(manifest.sha256);
+      held = manifest.sha256;
 
       if (from === 'check') {
         const decision = decideOffer({
@@ -226,34 +238,38 @@ export class OtaUpdater {
           return await end('failed', 'url_foreign_origin', installed?.version);
         }
         await move('downloading', { version: manifest.version, fromVersion: installed?.version });
-        const downloaded = await downloadArtifact(
-          {
-            url: record.url,
-            stagingDir: this.stagingDir,
-            size: manifest.size,
-            sha256: manifest.sha256,
-            signal,
-            onProgress: (received) => {
-              if (received >= manifest.size) return;
-              record = { ...record, received, updatedAt: this.#o.now() };
-              this.#track(this.#o.state.put(record).catch(() => undefined));
-              this.#progress(record, 'downloading', `${received} of ${manifest.size} bytes`);
+        const failure = await this.#stagingTurn(manifest.sha256, async () => {
+          const downloaded = await downloadArtifact(
+            {
+              url: record.url,
+              stagingDir: this.stagingDir,
+              size: manifest.size,
+              sha256: manifest.sha256,
+              signal,
+              onProgress: (received) => {
+                if (received >= manifest.size) return;
+                record = { ...record, received, updatedAt: this.#o.now() };
+                this.#track(this.#o.state.put(record).catch(() => undefined));
+                this.#progress(record, 'downloading', `${received} of ${manifest.size} bytes`);
+              },
             },
-          },
-          { ...this.#o.download, progressEveryMs: this.#o.progressEveryMs },
-        );
-        if (!downloaded.ok) {
-          log.warn({ reason: downloaded.reason, detail: downloaded.detail }, 'download failed');
-          return await end('failed', downloaded.reason, installed?.version);
-        }
-        await move('verifying', { received: manifest.size });
-        if (!downloaded.verified) {
-          const promoted = await promoteStaged(this.stagingDir, manifest.size, manifest.sha256);
-          if (!promoted.ok) {
-            log.warn({ reason: promoted.reason }, 'downloaded image does not match its manifest');
-            return await end('failed', promoted.reason, installed?.version);
+            { ...this.#o.download, progressEveryMs: this.#o.progressEveryMs },
+          );
+          if (!downloaded.ok) {
+            log.warn({ reason: downloaded.reason, detail: downloaded.detail }, 'download failed');
+            return downloaded.reason;
           }
-        }
+          await move('verifying', { received: manifest.size });
+          if (!downloaded.verified) {
+            const promoted = await promoteStaged(this.stagingDir, manifest.size, manifest.sha256);
+            if (!promoted.ok) {
+              log.warn({ reason: promoted.reason }, 'downloaded image does not match its manifest');
+              return promoted.reason;
+            }
+          }
+          return undefined;
+        });
+        if (failure !== undefined) return await end('failed', failure, installed?.version);
         await move('installing');
       }
 
@@ -283,6 +299,7 @@ export class OtaUpdater {
     state: InstallOutcome['state'],
     reason: string | undefined,
     version: string | undefined,
+    held: string | undefined,
   ): Promise<void> {
     const { state: _previous, reason: _reason, ...rest } = record;
     const done: OtaRecord = {
@@ -298,11 +315,41 @@ export class OtaUpdater {
       { deviceId: done.deviceId, rolloutId: done.rolloutId, state, reason, version },
       'update ended',
     );
-    const sha = manifestSha(record.manifest);
-    if (sha !== undefined) {
+    // The staged image goes with the last update that uses it; one refused before it held
+    // the image leaves it to those under way.
+    const sha = held ?? manifestSha(record.manifest);
+    const last = held !== undefined ? this.#releaseStaged(held) : !this.#staged.has(sha ?? '');
+    if (sha !== undefined && last) {
       await removeStaged(this.stagingDir, sha).catch(() => undefined);
     }
     await this.#report(done);
+  }
+
+  #holdStaged(sha256: string): void {
+    const entry = this.#staged.get(sha256) ?? { users: 0, tail: Promise.resolve() };
+    entry.users++;
+    this.#staged.set(sha256, entry);
+  }
+
+  /** True when no other update holds the image any more. */
+  #releaseStaged(sha256: string): boolean {
+    const entry = this.#staged.get(sha256);
+    if (entry === undefined) return true;
+    entry.users--;
+    if (entry.users > 0) return false;
+    this.#staged.delete(sha256);
+    return true;
+  }
+
+  /** Runs `work` on the staged image once the updates before it are done with theirs. */
+  #stagingTurn<T>(sha256: string, work: () => Promise<T>): Promise<T> {
+    const entry = this.#staged.get(sha256)!;
+    const turn = entry.tail.then(work);
+    entry.tail = turn.then(
+      () => undefined,
+      () => undefined,
+    );
+    return turn;
   }
 
   /** Publishes the result; marks it reported once the ingest acknowledged it. */
