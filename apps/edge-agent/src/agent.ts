@@ -339,7 +339,11 @@ export class Agent {
         }),
         ...(deps.installers ?? []),
       ],
-      releaseKeys: new ReleaseKeyStore(config.dataDir, identity.identity.releaseKeys),
+      releaseKeys: new ReleaseKeyStore(
+        config.dataDir,
+        identity.identity.releaseKeys,
+        config.ota.releaseKeyPins,
+      ),
       state: new OtaStateStore(config.dataDir),
       publish: async (target, event) => {
         await this.#session.publish(topics.events(target), JSON.stringify(event));

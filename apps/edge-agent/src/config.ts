@@ -153,6 +153,18 @@ export const otaConfigSchema = z.strictObject({
   /** Bound of what one bundle unpacks to. */
   maxUnpackedBytes: sizeSchema.default(2 * 2 ** 30),
   maxUnpackedEntries: z.number().int().min(1).max(1_000_000).default(200_000),
+  /**
+   * RFC 7638 thumbprints (`kid`) of the only release keys this gateway will ever trust.
+   * Unset: the keys of the enrollment reply, then each `keys.release` set the service sends.
+   * Set: the same, but a key not listed here is ignored, so a compromised service cannot
+   * make the gateway accept firmware signed by a key of its own (`outpost keys add` prints
+   * the thumbprint).
+   */
+  releaseKeyPins: z
+    .array(z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'expected an RFC 7638 SHA-256 thumbprint'))
+    .min(1)
+    .max(64)
+    .optional(),
   /** Flashing serial child devices through their bootloader (PROTOCOL.md §10). */
   serial: serialFlashConfigSchema.prefault({}),
   download: z

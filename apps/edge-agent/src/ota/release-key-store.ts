@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { MAX_RELEASE_KEYS } from '@outpost/protocol/limits';
-import { type PublicJwk, parsePublicJwk } from '@outpost/signing/keys';
+import { type PublicJwk, parsePublicJwk, thumbprint } from '@outpost/signing/keys';
 import { z } from 'zod';
 import { writeFileAtomic } from '../identity/identity-store.js';
 import { readJsonFile } from './json-file.js';
@@ -9,6 +9,11 @@ import { readJsonFile } from './json-file.js';
  * The release public keys this gateway trusts to sign manifests (PROTOCOL.md §1): those of
  * the enrollment reply until a `keys.release` command replaces the set, which is then kept
  * in `<dataDir>/release-keys.json` (0600, written atomically) so it survives restarts.
+ *
+ * `keys.release` is signed by the service, so following it blindly would let a compromised
+ * service add a key of its own and sign firmware with it. With `pins` (RFC 7638 thumbprints
+ * from the agent's own config, `ota.releaseKeyPins`) a key is trusted only if it is pinned:
+ * the service can then still retire keys, never introduce one.
  */
 export const RELEASE_KEYS_FILE = 'release-keys.json';
 
@@ -22,11 +27,20 @@ export class ReleaseKeyStore {
   readonly #path: string;
   #keys: PublicJwk[];
 
+  readonly #pins: ReadonlySet<string> | undefined;
+  readonly #enrolled: readonly unknown[];
+
   /** `enrolled`: the keys of the enrollment reply (identity.json). */
-  constructor(dataDir: string, enrolled: readonly unknown[]) {
+  constructor(dataDir: string, enrolled: readonly unknown[], pins?: readonly string[]) {
     this.#path = join(dataDir, RELEASE_KEYS_FILE);
-    this.#keys = parseKeys(enrolled);
+    this.#pins = pins === undefined ? undefined : new Set(pins);
+    this.#enrolled = enrolled;
+    // Unpinned until load() has checked thumbprints: start with no key rather than too many.
+    this.#keys = this.#pins === undefined ? parseKeys(enrolled) : [];
   }
+
+  /** Keys a `keys.release` set held that the pins left out, since start (for logs). */
+  refused = 0;
 
   get path(): string {
     return this.#path;
@@ -40,15 +54,28 @@ export class ReleaseKeyStore {
   /** Prefers the last `keys.release` set on disk over the enrollment's. */
   async load(): Promise<{ damaged: boolean }> {
     const read = await readJsonFile(this.#path, fileSchema);
-    if (read.state !== 'ok') return { damaged: read.state === 'damaged' };
-    const parsed = read.value;
-    this.#keys = parseKeys(parsed.keys);
+    if (read.state !== 'ok') {
+      this.#keys = await this.#pinned(parseKeys(this.#enrolled));
+      return { damaged: read.state === 'damaged' };
+    }
+    this.#keys = await this.#pinned(parseKeys(read.value.keys));
     return { damaged: false };
+  }
+
+  async #pinned(keys: PublicJwk[]): Promise<PublicJwk[]> {
+    const pins = this.#pins;
+    if (pins === undefined) return keys;
+    const kept: PublicJwk[] = [];
+    for (const key of keys) {
+      if (pins.has(await thumbprint(key))) kept.push(key);
+      else this.refused++;
+    }
+    return kept;
   }
 
   /** PROTOCOL.md §8 `keys.release`: the new set replaces the old one, on disk first. */
   async replace(keys: readonly unknown[], nowMs: number): Promise<void> {
-    const parsed = parseKeys(keys.slice(0, MAX_RELEASE_KEYS));
+    const parsed = await this.#pinned(parseKeys(keys.slice(0, MAX_RELEASE_KEYS)));
     const text = `${JSON.stringify(
       { v: 1, keys: parsed, receivedAt: new Date(nowMs).toISOString() },
       null,
