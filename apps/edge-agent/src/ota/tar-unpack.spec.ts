@@ -157,7 +157,7 @@ describe('unpackTarGz', () => {
     raw[10]! ^= 0xff;
     await writeFile(join(dir, 'bad.tar.gz'), gzipSync(raw));
     await expect(unpackTarGz(join(dir, 'bad.tar.gz'), join(dir, 'o1'), limits)).rejects.toThrow(
-      /checksum/,
+      /invalid tar header/i,
     );
     await writeFile(join(dir, 'short.tar.gz'), gzipSync(raw.subarray(0, 600)));
     await expect(unpackTarGz(join(dir, 'short.tar.gz'), join(dir, 'o2'), limits)).rejects.toThrow(

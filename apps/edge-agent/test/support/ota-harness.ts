@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { cp, mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { createRequire } from 'node:module';
@@ -101,6 +102,7 @@ export async function packAgentBundle(
   const app = join(src, 'apps', 'edge-agent');
   await mkdir(app, { recursive: true });
   await cp(distDir, join(app, 'dist'), { recursive: true });
+  await copyNestedModules(app);
   const pkg = JSON.parse(await readFile(join(AGENT_DIR, 'package.json'), 'utf8')) as Record<
     string,
     unknown
@@ -117,6 +119,18 @@ export async function packAgentBundle(
 }
 
 /**
+ * The agent's own `node_modules` (packages npm could not hoist to the workspace root because
+ * another version is there, e.g. tar-stream 3 beside prebuild-install's tar-stream 2), as a
+ * bundle made with `npm ci` carries it; the rest resolves through the root link.
+ */
+async function copyNestedModules(appDir: string): Promise<void> {
+  const nested = join(AGENT_DIR, 'node_modules');
+  if (existsSync(nested)) {
+    await cp(nested, join(appDir, 'node_modules'), { recursive: true, verbatimSymlinks: true });
+  }
+}
+
+/**
  * `<root>/versions/<version>/` holding the current build, `current` → it, and a
  * `node_modules` link so bundles without their own dependencies resolve the workspace's.
  */
@@ -128,6 +142,7 @@ export async function makeInstallRoot(
   const dir = join(root, 'versions', version, 'apps', 'edge-agent');
   await mkdir(dir, { recursive: true });
   await cp(distDir, join(dir, 'dist'), { recursive: true });
+  await copyNestedModules(dir);
   const pkg = JSON.parse(await readFile(join(AGENT_DIR, 'package.json'), 'utf8')) as Record<
     string,
     unknown
