@@ -60,6 +60,7 @@ RUN groupadd --system --gid 10002 outpost-agent \
 COPY --from=prod-deps /app/ ./
 COPY --from=build /app/packages/protocol/dist ./packages/protocol/dist
 COPY --from=build /app/packages/signing/dist ./packages/signing/dist
+COPY --from=build /app/packages/serialport/dist ./packages/serialport/dist
 COPY --from=build /app/apps/edge-agent/dist ./apps/edge-agent/dist
 COPY deploy/edge/agent.yaml /etc/outpost-agent/agent.yaml
 RUN rm -f .npmrc package-lock.json

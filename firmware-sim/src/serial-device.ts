@@ -5,13 +5,13 @@ import {
   parseLine,
   type ReadingValue,
 } from '@outpost/protocol/serial-line';
+import { createSerialPort } from '@outpost/serialport/hangup-aware-binding';
 import type { SerialPort } from 'serialport';
 import { Bootloader } from './bootloader.js';
 import { type Device, type DeviceFault, type DeviceStats, ReadingSource } from './device.js';
 import { badCrcLine, garbageLine, partialLine } from './line-faults.js';
 import { deriveSeed, mulberry32, type Random } from './random.js';
 import type { SerialDeviceConfig } from './scenario.js';
-import { createSerialPort } from './serialport-binding.js';
 
 /** Unplugs and replugs the link itself (a socat pty pair the simulator owns). */
 export interface SerialLinkControl {
@@ -44,7 +44,7 @@ function sha256Hex(bytes: Uint8Array): string {
 
 /**
  * One simulated serial device on the device end of a pty (or any serial path). It opens
- * the path with serialport, which handles socat ptys (serialport-binding.ts has its one
+ * the path with serialport, which handles socat ptys (@outpost/serialport has its one
  * fix), writes PROTOCOL.md §10 readings at its rate, answers `ID?` and the `FW` lines
  * through its {@link Bootloader}, reopens its port when it comes back after an unplug, and
  * applies injected faults.

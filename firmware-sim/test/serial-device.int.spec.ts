@@ -12,6 +12,7 @@ import {
   parseLine,
   type SerialLine,
 } from '@outpost/protocol/serial-line';
+import { createSerialPort } from '@outpost/serialport/hangup-aware-binding';
 import { type PtyPairHandle, ptyPair } from '@outpost/test-kit/socat-pty';
 import { useServices } from '@outpost/test-kit/vitest';
 import { makeWorkDir } from '@outpost/test-kit/workdir';
@@ -23,7 +24,6 @@ import { buildFirmwareImage } from '../src/firmware-image.js';
 import { mulberry32 } from '../src/random.js';
 import type { SerialDeviceConfig } from '../src/scenario.js';
 import { SerialDevice } from '../src/serial-device.js';
-import { createSerialPort } from '../src/serialport-binding.js';
 
 // Real: socat pty pairs (test-kit), serialport on both ends, node:crypto sha256, the built
 // `outpost-sim` binary as a child process. The test plays the edge agent on the app end.
@@ -55,7 +55,7 @@ class AppSide {
   }
 
   static async open(path: string): Promise<AppSide> {
-    // The stock serialport never notices the other side hanging up (see serialport-binding.ts).
+    // The stock serialport never notices the other side hanging up (see @outpost/serialport).
     const port = createSerialPort(path, 115_200);
     await new Promise<void>((resolve, reject) =>
       port.open((err) => (err ? reject(err) : resolve())),

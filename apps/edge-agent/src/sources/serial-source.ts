@@ -5,12 +5,12 @@ import {
   LineSplitter,
   type SerialLine,
 } from '@outpost/protocol/serial-line';
+import { hangupAwareBinding } from '@outpost/serialport/hangup-aware-binding';
 import type { Logger } from 'pino';
 import { SerialPort } from 'serialport';
 import { createParser, type LineParser, type ParseResult } from './line-parsers.js';
 import { PortDiscovery } from './port-discovery.js';
 import { PortSupervisor, type SupervisorAction, type SupervisorEvent } from './port-supervisor.js';
-import { hangupAwareBinding } from './serialport-binding.js';
 import type {
   Clock,
   MonotonicClock,

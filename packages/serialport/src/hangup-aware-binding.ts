@@ -82,3 +82,14 @@ export const hangupAwareBinding = {
     return port;
   },
 } as Binding;
+
+/** A closed SerialPort on `path` whose reads end in `close` when the other side hangs up. */
+export function createSerialPort(path: string, baudRate: number): SerialPort {
+  // serialport's typings leave `binding` out of the options its constructor takes.
+  return new SerialPort({
+    path,
+    baudRate,
+    autoOpen: false,
+    binding: hangupAwareBinding,
+  } as ConstructorParameters<typeof SerialPort>[0]);
+}
