@@ -1,5 +1,5 @@
-import pg from 'pg';
-import { StorageUnavailable } from '../errors.js';
+import type pg from 'pg';
+import { isUniqueViolation, PostgresDatabase } from '../storage/postgres-database.js';
 import { POSTGRES_ALERT_MIGRATIONS } from './alert-migrations.js';
 import {
   ALERT_COLUMNS,
@@ -35,95 +35,35 @@ type Queryable = pg.Pool | pg.PoolClient;
 // Advisory lock key (per database): "out" followed by a purpose number; the registry uses 1, 2.
 const LOCK_MIGRATE = 0x6f7574_0010;
 
-/** int8 as a JS number, for this pool only: epoch milliseconds stay far below 2^53. */
-const types: pg.CustomTypesConfig = {
-  getTypeParser: (oid, format) =>
-    oid === pg.types.builtins.INT8 && format !== 'binary'
-      ? (value: string) => Number(value)
-      : pg.types.getTypeParser(oid, format),
-};
-
-const NETWORK_ERRORS = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EPIPE',
-]);
-
-function mapError(err: unknown): unknown {
-  if (!(err instanceof Error) || err instanceof StorageUnavailable) return err;
-  const code = (err as { code?: unknown }).code;
-  const unavailable =
-    (typeof code === 'string' &&
-      (NETWORK_ERRORS.has(code) ||
-        code.startsWith('08') ||
-        code === '53300' ||
-        /^57P0[123]$/.test(code))) ||
-    /Connection terminated|timeout exceeded when trying to connect/i.test(err.message);
-  return unavailable
-    ? new StorageUnavailable(`PostgreSQL alert store unavailable: ${err.message}`, err)
-    : err;
-}
-
 /** The alert store on the PostgreSQL server the registry uses, shared by every replica. */
 export class PostgresAlertStore implements AlertStore {
-  private readonly pool: pg.Pool;
-  private ended: Promise<void> | undefined;
+  private readonly db: PostgresDatabase;
 
   constructor(url: string, options: { poolSize?: number } = {}) {
-    this.pool = new pg.Pool({
-      connectionString: url,
-      max: options.poolSize ?? 5,
-      connectionTimeoutMillis: 10_000,
-      types,
+    this.db = new PostgresDatabase(url, {
+      poolSize: options.poolSize ?? 5,
+      storeName: 'alert store',
     });
-    // An idle client whose connection drops emits here; the next query reports it.
-    this.pool.on('error', () => {});
   }
 
   async migrate(): Promise<void> {
-    await this.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [LOCK_MIGRATE]);
-      await tx.query(
-        'CREATE TABLE IF NOT EXISTS alert_schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)',
-      );
-      const { rows } = await tx.query<{ version: number }>(
-        'SELECT version FROM alert_schema_migrations',
-      );
-      const applied = new Set(rows.map((r) => r.version));
-      for (const m of POSTGRES_ALERT_MIGRATIONS) {
-        if (applied.has(m.version)) continue;
-        await tx.query(m.sql);
-        await tx.query(
-          'INSERT INTO alert_schema_migrations (version, applied_at) VALUES ($1, $2)',
-          [m.version, Date.now()],
-        );
-      }
+    await this.db.migrate({
+      table: 'alert_schema_migrations',
+      lockId: LOCK_MIGRATE,
+      migrations: POSTGRES_ALERT_MIGRATIONS,
     });
   }
 
   async ping(): Promise<void> {
-    try {
-      await this.pool.query('SELECT 1');
-    } catch (err) {
-      throw new StorageUnavailable(
-        `PostgreSQL alert store unavailable: ${err instanceof Error ? err.message : String(err)}`,
-        err,
-      );
-    }
+    await this.db.ping();
   }
 
   async close(): Promise<void> {
-    this.ended ??= this.pool.end();
-    await this.ended;
+    await this.db.close();
   }
 
   async insertRule(rule: RuleRecord, webhookSecret: string): Promise<void> {
-    await this.query(
+    await this.db.query(
       `INSERT INTO alert_rules (id, name, enabled, spec, webhook_secret, created_by, created_at, updated_at, deleted_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
       [
@@ -141,19 +81,19 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async getRule(id: string): Promise<RuleRecord | null> {
-    const [row] = await this.query<RuleRow>('SELECT * FROM alert_rules WHERE id = $1', [id]);
+    const [row] = await this.db.query<RuleRow>('SELECT * FROM alert_rules WHERE id = $1', [id]);
     return row ? ruleFromRow(row) : null;
   }
 
   async listRules(): Promise<RuleRecord[]> {
-    const rows = await this.query<RuleRow>(
+    const rows = await this.db.query<RuleRow>(
       'SELECT * FROM alert_rules WHERE deleted_at IS NULL ORDER BY created_at, id',
     );
     return rows.map(ruleFromRow);
   }
 
   async updateRule(rule: RuleRecord): Promise<boolean> {
-    const rows = await this.query(
+    const rows = await this.db.query(
       `UPDATE alert_rules SET name = $1, enabled = $2, spec = $3, updated_at = $4, deleted_at = $5
        WHERE id = $6 AND deleted_at IS NULL RETURNING id`,
       [rule.name, rule.enabled, JSON.stringify(rule.spec), rule.updatedAt, rule.deletedAt, rule.id],
@@ -162,7 +102,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async ruleSecret(id: string): Promise<string | null> {
-    const [row] = await this.query<{ webhook_secret: string }>(
+    const [row] = await this.db.query<{ webhook_secret: string }>(
       'SELECT webhook_secret FROM alert_rules WHERE id = $1',
       [id],
     );
@@ -170,7 +110,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async setRuleSecret(id: string, secret: string, now: number): Promise<boolean> {
-    const rows = await this.query(
+    const rows = await this.db.query(
       `UPDATE alert_rules SET webhook_secret = $1, updated_at = $2
        WHERE id = $3 AND deleted_at IS NULL RETURNING id`,
       [secret, now, id],
@@ -179,7 +119,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async getState(ruleId: string, device: string): Promise<StoredState | null> {
-    const [row] = await this.query<StateRow>(
+    const [row] = await this.db.query<StateRow>(
       'SELECT rule_id, device, version, state FROM alert_states WHERE rule_id = $1 AND device = $2',
       [ruleId, device],
     );
@@ -187,7 +127,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async stateVersion(ruleId: string, device: string): Promise<number> {
-    const [row] = await this.query<{ version: number }>(
+    const [row] = await this.db.query<{ version: number }>(
       'SELECT version FROM alert_states WHERE rule_id = $1 AND device = $2',
       [ruleId, device],
     );
@@ -195,7 +135,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async listActiveStates(): Promise<StoredState[]> {
-    const rows = await this.query<StateRow>(
+    const rows = await this.db.query<StateRow>(
       `SELECT s.rule_id, s.device, s.version, s.state FROM alert_states s
        JOIN alert_rules r ON r.id = s.rule_id
        WHERE s.phase <> 'ok' AND r.deleted_at IS NULL`,
@@ -209,7 +149,7 @@ export class PostgresAlertStore implements AlertStore {
 
   async commitMany(changes: readonly StateCommit[]): Promise<CommitResult[]> {
     if (changes.length === 0) return [];
-    return this.transaction(async (tx) => {
+    return this.db.transaction(async (tx) => {
       const results: CommitResult[] = [];
       for (const c of changes) {
         // Each change behind its own savepoint: a conflict undoes that change only.
@@ -219,14 +159,13 @@ export class PostgresAlertStore implements AlertStore {
           await tx.query(result.ok ? 'RELEASE SAVEPOINT change' : 'ROLLBACK TO SAVEPOINT change');
           results.push(result);
         } catch (err) {
-          const e = err as { code?: unknown; constraint?: unknown };
-          if (e?.code !== '23505') throw err;
+          if (!isUniqueViolation(err)) throw err;
           await tx.query('ROLLBACK TO SAVEPOINT change');
-          // [unique_violation] alerts_one_open: another replica opened one first;
+          // alerts_one_open: another replica opened one first;
           // alert_states_pkey: two first commits of a new (rule, device) raced.
           results.push({
             ok: false,
-            conflict: e.constraint === 'alerts_one_open' ? 'open_alert' : 'state',
+            conflict: isUniqueViolation(err, 'alerts_one_open') ? 'open_alert' : 'state',
           });
         }
       }
@@ -263,7 +202,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async getAlert(id: string): Promise<AlertRecord | null> {
-    const [row] = await this.query<AlertRow>(`${ALERT_SELECT} WHERE a.id = $1`, [id]);
+    const [row] = await this.db.query<AlertRow>(`${ALERT_SELECT} WHERE a.id = $1`, [id]);
     return row ? alertFromRow(row) : null;
   }
 
@@ -285,7 +224,7 @@ export class PostgresAlertStore implements AlertStore {
       const at = p(f.after.openedAt);
       where.push(`(a.opened_at < ${at} OR (a.opened_at = ${at} AND a.id < ${p(f.after.id)}))`);
     }
-    const rows = await this.query<AlertRow>(
+    const rows = await this.db.query<AlertRow>(
       `${ALERT_SELECT} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY a.opened_at DESC, a.id DESC LIMIT ${p(f.limit + 1)}`,
       params,
@@ -304,7 +243,7 @@ export class PostgresAlertStore implements AlertStore {
     at: number,
     deliveries: readonly NewDelivery[],
   ): Promise<AckOutcome> {
-    const outcome = await this.transaction(async (tx): Promise<AckOutcome['outcome']> => {
+    const outcome = await this.db.transaction(async (tx): Promise<AckOutcome['outcome']> => {
       const updated = await tx.query(
         `UPDATE alerts SET acknowledged_at = $1, acknowledged_by = $2, updated_at = $1
          WHERE id = $3 AND acknowledged_at IS NULL AND status IN ('pending', 'firing')`,
@@ -327,7 +266,7 @@ export class PostgresAlertStore implements AlertStore {
 
   async claimDeliveries(now: number, limit: number, leaseMs: number): Promise<DeliveryRecord[]> {
     // SKIP LOCKED: concurrent senders on several replicas take disjoint rows.
-    const rows = await this.query<DeliveryRow & { seq: number }>(
+    const rows = await this.db.query<DeliveryRow & { seq: number }>(
       `UPDATE alert_deliveries SET attempts = attempts + 1, next_attempt_at = $2, updated_at = $1
        WHERE id IN (
          SELECT d.id FROM alert_deliveries d
@@ -344,7 +283,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async deliverySucceeded(id: string, attempt: number, at: number, status: number): Promise<void> {
-    await this.query(
+    await this.db.query(
       `UPDATE alert_deliveries SET state = 'delivered', delivered_at = $1, updated_at = $1,
          last_status = $2, last_error = NULL
        WHERE id = $3 AND state = 'queued' AND attempts = $4`,
@@ -353,7 +292,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async deliveryFailed(id: string, attempt: number, f: DeliveryFailure): Promise<void> {
-    await this.query(
+    await this.db.query(
       `UPDATE alert_deliveries SET
          state = CASE WHEN $1::bigint IS NULL THEN 'dead' ELSE 'queued' END,
          next_attempt_at = coalesce($1::bigint, next_attempt_at),
@@ -365,7 +304,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async getDelivery(id: string): Promise<DeliveryRecord | null> {
-    const [row] = await this.query<DeliveryRow>('SELECT * FROM alert_deliveries WHERE id = $1', [
+    const [row] = await this.db.query<DeliveryRow>('SELECT * FROM alert_deliveries WHERE id = $1', [
       id,
     ]);
     return row ? deliveryFromRow(row) : null;
@@ -373,14 +312,14 @@ export class PostgresAlertStore implements AlertStore {
 
   async listDeadDeliveries(limit: number, afterId?: string): Promise<DeliveryRecord[]> {
     const rows = afterId
-      ? await this.query<DeliveryRow>(
+      ? await this.db.query<DeliveryRow>(
           `SELECT d.* FROM alert_deliveries d,
              (SELECT dead_at FROM alert_deliveries WHERE id = $1 AND state = 'dead') c
            WHERE d.state = 'dead' AND (d.dead_at < c.dead_at OR (d.dead_at = c.dead_at AND d.id < $1))
            ORDER BY d.dead_at DESC, d.id DESC LIMIT $2`,
           [afterId, limit],
         )
-      : await this.query<DeliveryRow>(
+      : await this.db.query<DeliveryRow>(
           `SELECT * FROM alert_deliveries WHERE state = 'dead'
            ORDER BY dead_at DESC, id DESC LIMIT $1`,
           [limit],
@@ -389,7 +328,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async retryDelivery(id: string, now: number): Promise<DeliveryRecord | null> {
-    const [row] = await this.query<DeliveryRow>(
+    const [row] = await this.db.query<DeliveryRow>(
       `UPDATE alert_deliveries SET state = 'queued', attempts = 0, next_attempt_at = $1,
          dead_at = NULL, updated_at = $1
        WHERE id = $2 AND state = 'dead' RETURNING *`,
@@ -399,7 +338,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async pruneDeliveries(before: number): Promise<number> {
-    const rows = await this.query(
+    const rows = await this.db.query(
       "DELETE FROM alert_deliveries WHERE state = 'delivered' AND delivered_at < $1 RETURNING id",
       [before],
     );
@@ -412,7 +351,7 @@ export class PostgresAlertStore implements AlertStore {
     const latest = new Map<string, number>();
     for (const u of updates) latest.set(u.device, Math.max(latest.get(u.device) ?? u.at, u.at));
     const devices = [...latest.keys()].sort();
-    await this.query(
+    await this.db.query(
       `INSERT INTO alert_activity (device, seen_at)
        SELECT * FROM unnest($1::text[], $2::bigint[])
        ON CONFLICT (device) DO UPDATE SET seen_at = GREATEST(alert_activity.seen_at, excluded.seen_at)`,
@@ -421,7 +360,7 @@ export class PostgresAlertStore implements AlertStore {
   }
 
   async loadActivity(): Promise<Map<string, number>> {
-    const rows = await this.query<{ device: string; seen_at: number }>(
+    const rows = await this.db.query<{ device: string; seen_at: number }>(
       'SELECT device, seen_at FROM alert_activity',
     );
     return new Map(rows.map((r) => [r.device, r.seen_at]));
@@ -446,40 +385,5 @@ export class PostgresAlertStore implements AlertStore {
         deliveries.map((d) => d.createdAt),
       ],
     );
-  }
-
-  private async query<R extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<R[]> {
-    try {
-      return (await this.pool.query<R>(sql, params)).rows;
-    } catch (err) {
-      throw mapError(err);
-    }
-  }
-
-  /** Runs `work` in a transaction; commits unless it throws or `commitIf` says no. */
-  private async transaction<T>(
-    work: (tx: pg.PoolClient) => Promise<T>,
-    commitIf: (result: T) => boolean = () => true,
-  ): Promise<T> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw mapError(err);
-    }
-    let broken: Error | undefined;
-    try {
-      await client.query('BEGIN');
-      const result = await work(client);
-      await client.query(commitIf(result) ? 'COMMIT' : 'ROLLBACK');
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
-        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-      });
-      throw mapError(err);
-    } finally {
-      client.release(broken);
-    }
   }
 }

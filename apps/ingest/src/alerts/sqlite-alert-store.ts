@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { type PrepareStatement, SqliteDatabase } from '../storage/sqlite-database.js';
 import { SQLITE_ALERT_MIGRATIONS } from './alert-migrations.js';
 import {
   ALERT_COLUMNS,
@@ -40,46 +39,30 @@ type Params = (string | number | null)[];
  * durability is affordable.
  */
 export class SqliteAlertStore implements AlertStore {
+  private readonly sqlite: SqliteDatabase;
   private readonly db: Database.Database;
-  private readonly statements = new Map<string, Database.Statement>();
+  private readonly prep: PrepareStatement;
 
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
+    this.sqlite = new SqliteDatabase(path, { dirMode: 0o700 });
+    this.db = this.sqlite.db;
+    this.prep = this.sqlite.prepare;
   }
 
   async migrate(): Promise<void> {
-    this.db.exec(
-      'CREATE TABLE IF NOT EXISTS alert_schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)',
-    );
-    this.db
-      .transaction(() => {
-        const applied = new Set(
-          this.prep<[], { version: number }>('SELECT version FROM alert_schema_migrations')
-            .all()
-            .map((r) => r.version),
-        );
-        for (const m of SQLITE_ALERT_MIGRATIONS) {
-          if (applied.has(m.version)) continue;
-          this.db.exec(m.sql);
-          this.prep('INSERT INTO alert_schema_migrations (version, applied_at) VALUES (?, ?)').run(
-            m.version,
-            Date.now(),
-          );
-        }
-      })
-      .immediate();
+    this.sqlite.migrate({
+      table: 'alert_schema_migrations',
+      migrations: SQLITE_ALERT_MIGRATIONS,
+      transactions: 'one',
+    });
   }
 
   async ping(): Promise<void> {
-    this.prep('SELECT 1').get();
+    this.sqlite.ping();
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    this.sqlite.close();
   }
 
   async insertRule(rule: RuleRecord, webhookSecret: string): Promise<void> {
@@ -383,18 +366,6 @@ export class SqliteAlertStore implements AlertStore {
       'SELECT device, seen_at FROM alert_activity',
     ).all();
     return new Map(rows.map((r) => [r.device, r.seen_at]));
-  }
-
-  /** Statements are prepared once and reused. */
-  private prep<P extends unknown[] = unknown[], R = unknown>(
-    sql: string,
-  ): Database.Statement<P, R> {
-    let statement = this.statements.get(sql);
-    if (!statement) {
-      statement = this.db.prepare(sql);
-      this.statements.set(sql, statement);
-    }
-    return statement as unknown as Database.Statement<P, R>;
   }
 
   private insertDeliveries(deliveries: readonly NewDelivery[]): void {

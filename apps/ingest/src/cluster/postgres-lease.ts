@@ -1,6 +1,6 @@
-import pg from 'pg';
 import type { Logger } from 'pino';
 import type { Clock } from '../injection.js';
+import { advisoryTransactionLock, PostgresDatabase } from '../storage/postgres-database.js';
 import {
   type Lease,
   type LeaseOptions,
@@ -69,36 +69,25 @@ export interface LeaseHolder {
 
 /** The `cluster_leases` table: one row per lease name. */
 export class PostgresLeaseTable {
-  private readonly pool: pg.Pool;
-  private ended: Promise<void> | undefined;
+  private readonly db: PostgresDatabase;
 
   constructor(url: string, options: { timeoutMs?: number } = {}) {
     const timeoutMs = options.timeoutMs ?? 5_000;
-    this.pool = new pg.Pool({
-      connectionString: url,
-      max: 2,
-      connectionTimeoutMillis: timeoutMs,
+    // No store name: errors reach the lease loop as pg raised them, and it only logs them.
+    this.db = new PostgresDatabase(url, {
+      poolSize: 2,
+      connectTimeoutMs: timeoutMs,
       // A claim that hangs past its renewal interval is as good as failed.
-      query_timeout: timeoutMs,
-      application_name: 'outpost-ingest-leases',
+      queryTimeoutMs: timeoutMs,
+      applicationName: 'outpost-ingest-leases',
     });
-    // An idle client whose connection drops emits here; the next claim reports it.
-    this.pool.on('error', () => {});
   }
 
   async migrate(): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [LOCK_MIGRATE]);
-      await client.query(SCHEMA);
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => {});
-      throw err;
-    } finally {
-      client.release();
-    }
+    await this.db.transaction(async (tx) => {
+      await advisoryTransactionLock(tx, LOCK_MIGRATE);
+      await tx.query(SCHEMA);
+    });
   }
 
   /** The lease's token when `holder` has it now (renewed or taken over), else null. */
@@ -108,25 +97,25 @@ export class PostgresLeaseTable {
     ttlMs: number,
     takeOverAfterMs = 0,
   ): Promise<number | null> {
-    const { rows } = await this.pool.query<{ token: string }>(CLAIM, [
+    const rows = await this.db.query<{ token: number }>(CLAIM, [
       name,
       holder,
       ttlMs,
       takeOverAfterMs,
     ]);
-    return rows[0] ? Number(rows[0].token) : null;
+    return rows[0]?.token ?? null;
   }
 
   /** Ends `holder`'s lease now; nothing if it is not the holder. */
   async release(name: string, holder: string): Promise<void> {
-    await this.pool.query(RELEASE, [name, holder]);
+    await this.db.query(RELEASE, [name, holder]);
   }
 
   async holderOf(name: string): Promise<LeaseHolder | null> {
-    const { rows } = await this.pool.query<{
+    const rows = await this.db.query<{
       holder: string;
-      token: string;
-      expires_in_ms: string;
+      token: number;
+      expires_in_ms: number;
     }>(
       `SELECT holder, token,
               (extract(epoch FROM expires_at - clock_timestamp()) * 1000)::bigint AS expires_in_ms
@@ -134,14 +123,11 @@ export class PostgresLeaseTable {
       [name],
     );
     const row = rows[0];
-    return row
-      ? { holder: row.holder, token: Number(row.token), expiresInMs: Number(row.expires_in_ms) }
-      : null;
+    return row ? { holder: row.holder, token: row.token, expiresInMs: row.expires_in_ms } : null;
   }
 
   async close(): Promise<void> {
-    this.ended ??= this.pool.end();
-    await this.ended;
+    await this.db.close();
   }
 }
 

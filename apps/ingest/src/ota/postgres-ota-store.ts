@@ -1,6 +1,4 @@
-import pg from 'pg';
-import { StorageUnavailable } from '../errors.js';
-import { isUnavailable } from '../registry/postgres-registry-store.js';
+import { PostgresDatabase } from '../storage/postgres-database.js';
 import { POSTGRES_OTA_MIGRATIONS } from './ota-migrations.js';
 import {
   ACTIVE_STATUSES,
@@ -44,22 +42,6 @@ const LOCK_MIGRATE = 0x6f7574_0020;
 /** Rows per INSERT when a rollout's devices are written. */
 const INSERT_BATCH = 1000;
 
-/** int8 as a JS number, for this pool only: epoch milliseconds stay far below 2^53. */
-const types: pg.CustomTypesConfig = {
-  getTypeParser: (oid, format) =>
-    oid === pg.types.builtins.INT8 && format !== 'binary'
-      ? (value: string) => Number(value)
-      : pg.types.getTypeParser(oid, format),
-};
-
-function mapError(err: unknown): unknown {
-  if (err instanceof StorageUnavailable || !isUnavailable(err)) return err;
-  return new StorageUnavailable(
-    `PostgreSQL OTA store unavailable: ${err instanceof Error ? err.message : String(err)}`,
-    err,
-  );
-}
-
 const placeholders = (count: number, from = 1) =>
   Array.from({ length: count }, (_, i) => `$${from + i}`).join(', ');
 const prefixed = (columns: string, alias: string) =>
@@ -70,58 +52,40 @@ const prefixed = (columns: string, alias: string) =>
 
 /** The OTA store on the PostgreSQL server the registry uses, shared by every replica. */
 export class PostgresOtaStore implements OtaStore {
-  private readonly pool: pg.Pool;
-  private ended: Promise<void> | undefined;
+  private readonly db: PostgresDatabase;
 
   constructor(url: string, options: { poolSize?: number } = {}) {
-    this.pool = new pg.Pool({
-      connectionString: url,
-      max: options.poolSize ?? 5,
-      connectionTimeoutMillis: 10_000,
-      types,
+    this.db = new PostgresDatabase(url, {
+      poolSize: options.poolSize ?? 5,
+      storeName: 'OTA store',
     });
-    // An idle client whose connection drops emits here; the next query reports it.
-    this.pool.on('error', () => {});
   }
 
   async migrate(): Promise<void> {
-    await this.transaction(async (tx) => {
-      await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [LOCK_MIGRATE]);
-      await tx.query(
-        'CREATE TABLE IF NOT EXISTS ota_schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)',
-      );
-      const { rows } = await tx.query<{ version: number }>(
-        'SELECT version FROM ota_schema_migrations',
-      );
-      const applied = new Set(rows.map((r) => r.version));
-      for (const m of POSTGRES_OTA_MIGRATIONS) {
-        if (applied.has(m.version)) continue;
-        await tx.query(m.sql);
-        await tx.query('INSERT INTO ota_schema_migrations (version, applied_at) VALUES ($1, $2)', [
-          m.version,
-          Date.now(),
-        ]);
-      }
+    await this.db.migrate({
+      table: 'ota_schema_migrations',
+      lockId: LOCK_MIGRATE,
+      migrations: POSTGRES_OTA_MIGRATIONS,
     });
   }
 
   async ping(): Promise<void> {
-    await this.query('SELECT 1');
+    // Only connection failures are unavailability here, as for every other statement.
+    await this.db.query('SELECT 1');
   }
 
   async close(): Promise<void> {
-    this.ended ??= this.pool.end();
-    await this.ended;
+    await this.db.close();
   }
 
   async addReleaseKey(key: ReleaseKeyRecord) {
-    const inserted = await this.query<ReleaseKeyRow>(
+    const inserted = await this.db.query<ReleaseKeyRow>(
       `INSERT INTO ota_release_keys (${RELEASE_KEY_COLUMNS}) VALUES (${placeholders(8)})
        ON CONFLICT (kid) DO NOTHING RETURNING ${RELEASE_KEY_COLUMNS}`,
       releaseKeyParams(key),
     );
     if (inserted[0]) return { created: true, key: releaseKeyFromRow(inserted[0]) };
-    const [row] = await this.query<ReleaseKeyRow>(
+    const [row] = await this.db.query<ReleaseKeyRow>(
       `SELECT ${RELEASE_KEY_COLUMNS} FROM ota_release_keys WHERE kid = $1`,
       [key.kid],
     );
@@ -129,14 +93,14 @@ export class PostgresOtaStore implements OtaStore {
   }
 
   async listReleaseKeys(): Promise<ReleaseKeyRecord[]> {
-    const rows = await this.query<ReleaseKeyRow>(
+    const rows = await this.db.query<ReleaseKeyRow>(
       `SELECT ${RELEASE_KEY_COLUMNS} FROM ota_release_keys ORDER BY created_at, kid`,
     );
     return rows.map(releaseKeyFromRow);
   }
 
   async revokeReleaseKey(kid: string, by: string, now: number): Promise<RevokeKeyOutcome> {
-    return this.transaction(async (tx): Promise<RevokeKeyOutcome> => {
+    return this.db.transaction(async (tx): Promise<RevokeKeyOutcome> => {
       // Lock every active key: two revocations racing cannot leave none.
       const { rows } = await tx.query<ReleaseKeyRow>(
         `SELECT ${RELEASE_KEY_COLUMNS} FROM ota_release_keys
@@ -159,14 +123,14 @@ export class PostgresOtaStore implements OtaStore {
   }
 
   async releaseKeySetVersion(): Promise<number> {
-    const [row] = await this.query<{ v: number }>(
+    const [row] = await this.db.query<{ v: number }>(
       'SELECT count(*) + count(revoked_at) AS v FROM ota_release_keys',
     );
     return row?.v ?? 0;
   }
 
   async releaseKeysSentTo(deviceId: string): Promise<number> {
-    const [row] = await this.query<{ version: number }>(
+    const [row] = await this.db.query<{ version: number }>(
       'SELECT version FROM ota_release_keys_sent WHERE device_id = $1',
       [deviceId],
     );
@@ -175,7 +139,7 @@ export class PostgresOtaStore implements OtaStore {
 
   async recordReleaseKeysSent(deviceIds: readonly string[], version: number): Promise<void> {
     if (deviceIds.length === 0) return;
-    await this.query(
+    await this.db.query(
       `INSERT INTO ota_release_keys_sent (device_id, version)
        SELECT id, $2 FROM unnest($1::text[]) AS id
        ON CONFLICT (device_id) DO UPDATE
@@ -185,7 +149,7 @@ export class PostgresOtaStore implements OtaStore {
   }
 
   async insertFirmware(firmware: FirmwareRecord) {
-    const inserted = await this.query(
+    const inserted = await this.db.query(
       `INSERT INTO ota_firmware (${FIRMWARE_COLUMNS}) VALUES (${placeholders(13)})
        ON CONFLICT (component, version) DO NOTHING RETURNING id`,
       firmwareParams(firmware),
@@ -198,7 +162,7 @@ export class PostgresOtaStore implements OtaStore {
   }
 
   async findFirmware(component: string, version: string): Promise<FirmwareRecord | null> {
-    const [row] = await this.query<FirmwareRow>(
+    const [row] = await this.db.query<FirmwareRow>(
       `SELECT ${FIRMWARE_COLUMNS} FROM ota_firmware WHERE component = $1 AND version = $2`,
       [component, version],
     );
@@ -206,7 +170,7 @@ export class PostgresOtaStore implements OtaStore {
   }
 
   async getFirmware(id: string): Promise<FirmwareRecord | null> {
-    const [row] = await this.query<FirmwareRow>(
+    const [row] = await this.db.query<FirmwareRow>(
       `SELECT ${FIRMWARE_COLUMNS} FROM ota_firmware WHERE id = $1`,
       [id],
     );
@@ -227,7 +191,7 @@ export class PostgresOtaStore implements OtaStore {
       );
     }
     params.push(filter.limit + 1);
-    const rows = await this.query<FirmwareRow>(
+    const rows = await this.db.query<FirmwareRow>(
       `SELECT ${FIRMWARE_COLUMNS} FROM ota_firmware
        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY uploaded_at DESC, id DESC LIMIT $${params.length}`,
@@ -237,7 +201,7 @@ export class PostgresOtaStore implements OtaStore {
   }
 
   async insertRollout(rollout: RolloutRecord, devices: readonly NewRolloutDevice[]) {
-    await this.transaction(async (tx) => {
+    await this.db.transaction(async (tx) => {
       await tx.query(
         `INSERT INTO ota_rollouts (${ROLLOUT_COLUMNS}) VALUES (${placeholders(16)})`,
         rolloutParams(rollout),
@@ -261,7 +225,7 @@ export class PostgresOtaStore implements OtaStore {
   }
 
   async getRollout(id: string): Promise<RolloutRecord | null> {
-    const [row] = await this.query<RolloutRow>(
+    const [row] = await this.db.query<RolloutRow>(
       `SELECT ${ROLLOUT_COLUMNS} FROM ota_rollouts WHERE id = $1`,
       [id],
     );
@@ -282,7 +246,7 @@ export class PostgresOtaStore implements OtaStore {
       );
     }
     params.push(filter.limit + 1);
-    const rows = await this.query<RolloutRow>(
+    const rows = await this.db.query<RolloutRow>(
       `SELECT ${ROLLOUT_COLUMNS} FROM ota_rollouts
        ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
        ORDER BY created_at DESC, id DESC LIMIT $${params.length}`,
@@ -296,7 +260,7 @@ export class PostgresOtaStore implements OtaStore {
     expectedRevision: number,
     change: RolloutChange,
   ): Promise<RolloutRecord | null> {
-    const [row] = await this.query<RolloutRow>(
+    const [row] = await this.db.query<RolloutRow>(
       `UPDATE ota_rollouts
        SET status = $1, current_wave = $2, waves = $3, reason = $4, finished_at = $5, updated_at = $6,
            revision = revision + 1
@@ -308,7 +272,7 @@ export class PostgresOtaStore implements OtaStore {
   }
 
   async listRolloutDevices(rolloutId: string): Promise<RolloutDeviceRecord[]> {
-    const rows = await this.query<RolloutDeviceRow>(
+    const rows = await this.db.query<RolloutDeviceRow>(
       `SELECT ${ROLLOUT_DEVICE_COLUMNS} FROM ota_rollout_devices WHERE rollout_id = $1 ORDER BY position`,
       [rolloutId],
     );
@@ -316,7 +280,7 @@ export class PostgresOtaStore implements OtaStore {
   }
 
   async getRolloutDevice(rolloutId: string, deviceId: string) {
-    const [row] = await this.query<RolloutDeviceRow>(
+    const [row] = await this.db.query<RolloutDeviceRow>(
       `SELECT ${ROLLOUT_DEVICE_COLUMNS} FROM ota_rollout_devices WHERE rollout_id = $1 AND device_id = $2`,
       [rolloutId, deviceId],
     );
@@ -329,7 +293,7 @@ export class PostgresOtaStore implements OtaStore {
     expectedRevision: number,
     change: DeviceChange,
   ): Promise<RolloutDeviceRecord | null> {
-    const [row] = await this.query<RolloutDeviceRow>(
+    const [row] = await this.db.query<RolloutDeviceRow>(
       `UPDATE ota_rollout_devices
        SET state = $1, reason = $2, detail = $3, version = $4, updated_at = $5, revision = revision + 1
        WHERE rollout_id = $6 AND device_id = $7 AND revision = $8
@@ -350,7 +314,7 @@ export class PostgresOtaStore implements OtaStore {
 
   async markOffered(rolloutId: string, deviceIds: readonly string[], now: number) {
     if (deviceIds.length === 0) return [];
-    const rows = await this.query<{ device_id: string }>(
+    const rows = await this.db.query<{ device_id: string }>(
       `UPDATE ota_rollout_devices d
        SET state = 'offered', offered_at = $1, updated_at = $1, revision = d.revision + 1
        FROM ota_rollouts r
@@ -363,7 +327,7 @@ export class PostgresOtaStore implements OtaStore {
   }
 
   async offersAwaiting(deviceId: string): Promise<RolloutDeviceRecord[]> {
-    const rows = await this.query<RolloutDeviceRow>(
+    const rows = await this.db.query<RolloutDeviceRow>(
       `SELECT ${prefixed(ROLLOUT_DEVICE_COLUMNS, 'd')}
        FROM ota_rollout_devices d JOIN ota_rollouts r ON r.id = d.rollout_id
        WHERE d.device_id = $1 AND d.state = 'offered' AND r.status = 'running'
@@ -375,7 +339,7 @@ export class PostgresOtaStore implements OtaStore {
 
   async busyDevices(component: string, deviceIds: readonly string[]) {
     if (deviceIds.length === 0) return [];
-    const rows = await this.query<{ device_id: string; rollout_id: string }>(
+    const rows = await this.db.query<{ device_id: string; rollout_id: string }>(
       `SELECT d.device_id, d.rollout_id
        FROM ota_rollout_devices d JOIN ota_rollouts r ON r.id = d.rollout_id
        WHERE r.component = $1 AND r.status = ANY($2::text[])
@@ -388,43 +352,12 @@ export class PostgresOtaStore implements OtaStore {
 
   async wasOffered(firmwareId: string, deviceIds: readonly string[]): Promise<boolean> {
     if (deviceIds.length === 0) return false;
-    const rows = await this.query(
+    const rows = await this.db.query(
       `SELECT 1 FROM ota_rollout_devices d JOIN ota_rollouts r ON r.id = d.rollout_id
        WHERE r.firmware_id = $1 AND d.state <> 'pending' AND d.device_id = ANY($2::text[])
        LIMIT 1`,
       [firmwareId, [...deviceIds]],
     );
     return rows.length > 0;
-  }
-
-  private async query<R extends pg.QueryResultRow>(sql: string, params?: unknown[]): Promise<R[]> {
-    try {
-      return (await this.pool.query<R>(sql, params)).rows;
-    } catch (err) {
-      throw mapError(err);
-    }
-  }
-
-  private async transaction<T>(work: (tx: pg.PoolClient) => Promise<T>): Promise<T> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw mapError(err);
-    }
-    let broken: Error | undefined;
-    try {
-      await client.query('BEGIN');
-      const result = await work(client);
-      await client.query('COMMIT');
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
-        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-      });
-      throw mapError(err);
-    } finally {
-      client.release(broken);
-    }
   }
 }

@@ -1,5 +1,9 @@
-import pg from 'pg';
-import { StorageUnavailable } from '../errors.js';
+import type pg from 'pg';
+import {
+  advisoryTransactionLock,
+  isUniqueViolation,
+  PostgresDatabase,
+} from '../storage/postgres-database.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 import {
   type ApiTokenRecord,
@@ -37,60 +41,6 @@ const LOCK_SERVICE_KEY = 0x6f7574_0002;
 // the database's default collation is.
 const BY_ID = 'ORDER BY id COLLATE "C"';
 
-/**
- * int8 (count(*), the epoch-millisecond columns) as a JS number, for this pool only.
- * Epoch milliseconds and counts stay far below 2^53.
- */
-const types: pg.CustomTypesConfig = {
-  getTypeParser: (oid, format) =>
-    oid === pg.types.builtins.INT8 && format !== 'binary'
-      ? (value: string) => Number(value)
-      : pg.types.getTypeParser(oid, format),
-};
-
-const NETWORK_ERRORS = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  'ENETUNREACH',
-  'EPIPE',
-]);
-
-/** The server is unreachable, shutting down, or refusing connections: retry later. */
-export function isUnavailable(err: unknown): boolean {
-  if (!(err instanceof Error)) return false;
-  const code = (err as { code?: unknown }).code;
-  if (typeof code === 'string') {
-    if (NETWORK_ERRORS.has(code)) return true;
-    // SQLSTATE class 08 connection exception; 53300 too_many_connections;
-    // 57P01 admin_shutdown, 57P02 crash_shutdown, 57P03 cannot_connect_now.
-    if (code.startsWith('08') || code === '53300' || /^57P0[123]$/.test(code)) return true;
-  }
-  return /Connection terminated|timeout exceeded when trying to connect/i.test(err.message);
-}
-
-function unavailable(err: unknown): StorageUnavailable {
-  return err instanceof StorageUnavailable
-    ? err
-    : new StorageUnavailable(
-        `PostgreSQL registry unavailable: ${err instanceof Error ? err.message : String(err)}`,
-        err,
-      );
-}
-
-/** Connection failures become StorageUnavailable; everything else passes through. */
-function mapError(err: unknown): unknown {
-  return isUnavailable(err) ? unavailable(err) : err;
-}
-
-function isUniqueViolation(err: unknown, constraint: string): boolean {
-  const e = err as { code?: unknown; constraint?: unknown };
-  return e.code === '23505' && e.constraint === constraint;
-}
-
 interface EnrollmentRow {
   jti: string;
   device_id: string;
@@ -110,53 +60,29 @@ interface ServiceKeyRow {
 
 /** The registry on a PostgreSQL server, for several ingest replicas sharing one registry. */
 export class PostgresRegistryStore implements RegistryStore {
-  private readonly pool: pg.Pool;
-  private ended: Promise<void> | undefined;
+  private readonly db: PostgresDatabase;
 
   constructor(url: string, options: { poolSize?: number } = {}) {
-    this.pool = new pg.Pool({
-      connectionString: url,
-      max: options.poolSize ?? 10,
-      connectionTimeoutMillis: 10_000,
-      types,
+    this.db = new PostgresDatabase(url, {
+      poolSize: options.poolSize ?? 10,
+      storeName: 'registry',
     });
-    // An idle client whose connection drops emits here; without a listener the process
-    // would crash. The pool discards that client and the next query reports the failure.
-    this.pool.on('error', () => {});
   }
 
   async migrate(): Promise<void> {
-    await this.transaction(async (tx) => {
-      // Serializes replicas that start at once; released at commit or rollback.
-      await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [LOCK_MIGRATE]);
-      await tx.query(
-        'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)',
-      );
-      const { rows } = await tx.query<{ version: number }>('SELECT version FROM schema_migrations');
-      const applied = new Set(rows.map((r) => r.version));
-      for (const m of POSTGRES_MIGRATIONS) {
-        if (applied.has(m.version)) continue;
-        await tx.query(m.sql);
-        await tx.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [
-          m.version,
-          Date.now(),
-        ]);
-      }
+    await this.db.migrate({
+      table: 'schema_migrations',
+      lockId: LOCK_MIGRATE,
+      migrations: POSTGRES_MIGRATIONS,
     });
   }
 
   async ping(): Promise<void> {
-    try {
-      await this.pool.query('SELECT 1');
-    } catch (err) {
-      // Readiness: any failure to answer means not ready.
-      throw unavailable(err);
-    }
+    await this.db.ping();
   }
 
   async close(): Promise<void> {
-    this.ended ??= this.pool.end();
-    await this.ended;
+    await this.db.close();
   }
 
   async insertDevices(devices: readonly NewDevice[], now: number): Promise<void> {
@@ -168,7 +94,7 @@ export class PostgresRegistryStore implements RegistryStore {
     const ids = sorted.map((d) => d.id);
     const tags = sorted.flatMap((d) => Object.entries(d.tags ?? {}).map(([k, v]) => [d.id, k, v]));
     try {
-      await this.transaction(async (tx) => {
+      await this.db.transaction(async (tx) => {
         await this.throwIfAnyExists(tx, given);
         await tx.query(
           `INSERT INTO devices (id, kind, name, gateway, payload_signing, status, created_at, updated_at)
@@ -189,19 +115,19 @@ export class PostgresRegistryStore implements RegistryStore {
     } catch (err) {
       // A concurrent insert committed one of these ids after our check.
       if (isUniqueViolation(err, 'devices_pkey')) {
-        await this.throwIfAnyExists(this.pool, given);
+        await this.throwIfAnyExists(this.db.pool, given);
       }
       throw err;
     }
   }
 
   async getDevice(id: string): Promise<DeviceRecord | null> {
-    return (await this.loadDevices(this.pool, 'id = $1', [id]))[0] ?? null;
+    return (await this.loadDevices(this.db.pool, 'id = $1', [id]))[0] ?? null;
   }
 
   async deviceByKid(kid: string): Promise<DeviceRecord | null> {
     const devices = await this.loadDevices(
-      this.pool,
+      this.db.pool,
       'id = (SELECT device_id FROM device_keys WHERE kid = $1)',
       [kid],
     );
@@ -209,7 +135,7 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async countDevices(): Promise<number> {
-    const rows = await this.query<{ n: number }>('SELECT count(*) AS n FROM devices');
+    const rows = await this.db.query<{ n: number }>('SELECT count(*) AS n FROM devices');
     return rows[0]!.n;
   }
 
@@ -247,7 +173,7 @@ export class PostgresRegistryStore implements RegistryStore {
       );
     }
     const items = await this.loadDevices(
-      this.pool,
+      this.db.pool,
       where.length > 0 ? where.join(' AND ') : 'TRUE',
       params,
       filter.limit + 1,
@@ -258,7 +184,7 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async updateDevice(id: string, patch: DevicePatch, now: number): Promise<DeviceRecord | null> {
-    return this.transaction(async (tx) => {
+    return this.db.transaction(async (tx) => {
       const found = await tx.query('SELECT 1 FROM devices WHERE id = $1 FOR UPDATE', [id]);
       if (found.rowCount === 0) return null;
       const params: Params = [];
@@ -287,7 +213,7 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async revokeDevice(id: string, now: number): Promise<DeviceRecord | null> {
-    await this.query(
+    await this.db.query(
       `UPDATE devices SET status = 'revoked', revoked_at = coalesce(revoked_at, $1), online = FALSE,
          disconnect_reason = CASE WHEN online THEN 'revoked' ELSE disconnect_reason END,
          updated_at = $1
@@ -298,7 +224,7 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async childrenOf(gatewayId: string): Promise<string[]> {
-    const rows = await this.query<{ id: string }>(
+    const rows = await this.db.query<{ id: string }>(
       `SELECT id FROM devices WHERE gateway = $1 ${BY_ID}`,
       [gatewayId],
     );
@@ -315,7 +241,7 @@ export class PostgresRegistryStore implements RegistryStore {
     }
     const merged = [...byDevice.values()];
     // Rows are locked in id order so concurrent batches from several replicas cannot deadlock.
-    await this.query(
+    await this.db.query(
       `WITH u AS (
          SELECT * FROM unnest($1::text[], $2::boolean[], $3::bigint[], $4::text[])
            AS u (id, online, last_seen, disconnect_reason)
@@ -342,14 +268,14 @@ export class PostgresRegistryStore implements RegistryStore {
     outboxPending: number,
     now: number,
   ): Promise<void> {
-    await this.query(
+    await this.db.query(
       'UPDATE devices SET reported_state = $1::jsonb, reported_at = $2, outbox_pending = $3 WHERE id = $4',
       [JSON.stringify(state), now, outboxPending, deviceId],
     );
   }
 
   async insertEnrollment(e: EnrollmentRecord): Promise<void> {
-    await this.query(
+    await this.db.query(
       `INSERT INTO enrollments (jti, device_id, kind, gateway, created_by, created_at, expires_at)
        VALUES ($1, $2, $3, $4, $5, $6, $7)`,
       [e.jti, e.deviceId, e.kind, e.gateway, e.createdBy, e.createdAt, e.expiresAt],
@@ -358,7 +284,7 @@ export class PostgresRegistryStore implements RegistryStore {
 
   async getEnrollment(jti: string): Promise<(EnrollmentRecord & { usedAt: number | null }) | null> {
     const row = (
-      await this.query<EnrollmentRow>('SELECT * FROM enrollments WHERE jti = $1', [jti])
+      await this.db.query<EnrollmentRow>('SELECT * FROM enrollments WHERE jti = $1', [jti])
     )[0];
     if (!row) return null;
     return {
@@ -379,7 +305,7 @@ export class PostgresRegistryStore implements RegistryStore {
     now: number,
   ): Promise<EnrollmentOutcome> {
     // Every refusal rolls back, so a refused attempt consumes nothing.
-    return this.transaction(
+    return this.db.transaction(
       async (tx): Promise<EnrollmentOutcome> => {
         // Concurrent callers queue on the row lock; once the winner commits, the others
         // re-check `used_at IS NULL` against the new row and match nothing.
@@ -427,7 +353,7 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async insertApiToken(t: ApiTokenRecord): Promise<void> {
-    await this.query(
+    await this.db.query(
       `INSERT INTO api_tokens (id, name, roles, hash, created_by, created_at, expires_at, revoked_at, last_used_at)
        VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7, $8, $9)
        ON CONFLICT (id) DO UPDATE SET hash = excluded.hash, roles = excluded.roles, revoked_at = NULL`,
@@ -446,36 +372,36 @@ export class PostgresRegistryStore implements RegistryStore {
   }
 
   async getApiToken(id: string): Promise<ApiTokenRecord | null> {
-    const row = (await this.query<TokenRow>('SELECT * FROM api_tokens WHERE id = $1', [id]))[0];
+    const row = (await this.db.query<TokenRow>('SELECT * FROM api_tokens WHERE id = $1', [id]))[0];
     return row ? tokenFromRow(row) : null;
   }
 
   async listApiTokens(): Promise<ApiTokenRecord[]> {
-    const rows = await this.query<TokenRow>(
+    const rows = await this.db.query<TokenRow>(
       'SELECT * FROM api_tokens ORDER BY created_at, id COLLATE "C"',
     );
     return rows.map(tokenFromRow);
   }
 
   async revokeApiToken(id: string, now: number): Promise<ApiTokenRecord | null> {
-    await this.query('UPDATE api_tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2', [
-      now,
-      id,
-    ]);
+    await this.db.query(
+      'UPDATE api_tokens SET revoked_at = coalesce(revoked_at, $1) WHERE id = $2',
+      [now, id],
+    );
     return this.getApiToken(id);
   }
 
   async touchApiToken(id: string, now: number): Promise<void> {
-    await this.query(
+    await this.db.query(
       'UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND coalesce(last_used_at, 0) < $3',
       [now, id, now - 60_000],
     );
   }
 
   async ensureServiceKey(key: ServiceKeyRecord): Promise<ServiceKeyRecord[]> {
-    const rows = await this.transaction(async (tx) => {
+    const rows = await this.db.transaction(async (tx) => {
       // Under the lock, NOT EXISTS sees a key committed by a replica that got there first.
-      await tx.query('SELECT pg_advisory_xact_lock($1::bigint)', [LOCK_SERVICE_KEY]);
+      await advisoryTransactionLock(tx, LOCK_SERVICE_KEY);
       await tx.query(
         `INSERT INTO service_keys (kid, private_jwk, created_at)
          SELECT $1, $2::jsonb, $3 WHERE NOT EXISTS (SELECT 1 FROM service_keys)`,
@@ -535,46 +461,7 @@ export class PostgresRegistryStore implements RegistryStore {
       );
       return deviceFromRows(rows, tags.rows, keys.rows);
     } catch (err) {
-      throw mapError(err);
-    }
-  }
-
-  private async query<R extends pg.QueryResultRow>(sql: string, params?: Params): Promise<R[]> {
-    try {
-      return (await this.pool.query<R>(sql, params)).rows;
-    } catch (err) {
-      throw mapError(err);
-    }
-  }
-
-  /**
-   * Runs `work` in a transaction on one pooled connection. Commits unless `work` throws or
-   * `commitIf` rejects its result, in which case it rolls back and still returns the result.
-   */
-  private async transaction<T>(
-    work: (tx: pg.PoolClient) => Promise<T>,
-    commitIf: (result: T) => boolean = () => true,
-  ): Promise<T> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (err) {
-      throw mapError(err);
-    }
-    let broken: Error | undefined;
-    try {
-      await client.query('BEGIN');
-      const result = await work(client);
-      await client.query(commitIf(result) ? 'COMMIT' : 'ROLLBACK');
-      return result;
-    } catch (err) {
-      await client.query('ROLLBACK').catch((rollbackErr: unknown) => {
-        // The connection is unusable: destroy it rather than return it to the pool.
-        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-      });
-      throw mapError(err);
-    } finally {
-      client.release(broken);
+      throw this.db.mapError(err);
     }
   }
 }

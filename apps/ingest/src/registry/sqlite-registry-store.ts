@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { SqliteDatabase } from '../storage/sqlite-database.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import {
   type ApiTokenRecord,
@@ -31,47 +30,28 @@ type Params = (string | number | null)[];
 
 /** The embedded registry: one SQLite file in WAL mode. */
 export class SqliteRegistryStore implements RegistryStore {
+  private readonly sqlite: SqliteDatabase;
   private readonly db: Database.Database;
 
   constructor(path: string) {
-    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true });
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    // The registry is small and written rarely: pay for full durability.
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('foreign_keys = ON');
-    this.db.pragma('busy_timeout = 5000');
+    this.sqlite = new SqliteDatabase(path);
+    this.db = this.sqlite.db;
   }
 
   async migrate(): Promise<void> {
-    this.db.exec(
-      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)',
-    );
-    const applied = new Set(
-      this.db
-        .prepare<[], { version: number }>('SELECT version FROM schema_migrations')
-        .all()
-        .map((r) => r.version),
-    );
-    for (const m of SQLITE_MIGRATIONS) {
-      if (applied.has(m.version)) continue;
-      this.db
-        .transaction(() => {
-          this.db.exec(m.sql);
-          this.db
-            .prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)')
-            .run(m.version, Date.now());
-        })
-        .immediate();
-    }
+    this.sqlite.migrate({
+      table: 'schema_migrations',
+      migrations: SQLITE_MIGRATIONS,
+      transactions: 'each',
+    });
   }
 
   async ping(): Promise<void> {
-    this.db.prepare('SELECT 1').get();
+    this.sqlite.ping();
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    this.sqlite.close();
   }
 
   async insertDevices(devices: readonly NewDevice[], now: number): Promise<void> {
