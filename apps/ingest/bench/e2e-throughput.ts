@@ -526,7 +526,18 @@ function pickMetrics(all: Map<string, number>): Record<string, number> {
   return Object.fromEntries(SERVER_METRICS.filter((k) => all.has(k)).map((k) => [k, all.get(k)!]));
 }
 
-/** The comparison table: one row per side, then outpost ÷ peer. */
+/** `a ÷ b` for the rates and the CPU cost; the other columns stay empty. */
+function ratioRow(a: SideResult, b: SideResult): Cell[] {
+  return [
+    `${a.side} ÷ ${b.side}`,
+    round(a.ackedPerS / b.ackedPerS, 2),
+    round(a.storedPerS / b.storedPerS, 2),
+    round(a.serverCpuUsPerReading / b.serverCpuUsPerReading, 2),
+    ...Array<Cell>(8).fill(null),
+  ];
+}
+
+/** The comparison table: one row per side, then outpost ÷ peer and the last ÷ first cluster. */
 export function e2eTable(results: SideResult[], options: E2eOptions, uptime: string): BenchTable {
   const rows: Cell[][] = results.map((r) => [
     r.side,
@@ -544,40 +555,9 @@ export function e2eTable(results: SideResult[], options: E2eOptions, uptime: str
   ]);
   const ours = results.find((r) => r.side === 'outpost');
   const peer = results.find((r) => r.side === 'peer');
-  if (ours && peer) {
-    rows.push([
-      'outpost ÷ peer',
-      round(ours.ackedPerS / peer.ackedPerS, 2),
-      round(ours.storedPerS / peer.storedPerS, 2),
-      round(ours.serverCpuUsPerReading / peer.serverCpuUsPerReading, 2),
-      null,
-      null,
-      null,
-      null,
-      null,
-      null,
-      null,
-      null,
-    ]);
-  }
+  if (ours && peer) rows.push(ratioRow(ours, peer));
   const clusters = results.filter((r) => r.side.startsWith('cluster-'));
-  if (clusters.length >= 2) {
-    const [first, last] = [clusters[0]!, clusters.at(-1)!];
-    rows.push([
-      `${last.side} ÷ ${first.side}`,
-      round(last.ackedPerS / first.ackedPerS, 2),
-      round(last.storedPerS / first.storedPerS, 2),
-      round(last.serverCpuUsPerReading / first.serverCpuUsPerReading, 2),
-      null,
-      null,
-      null,
-      null,
-      null,
-      null,
-      null,
-      null,
-    ]);
-  }
+  if (clusters.length >= 2) rows.push(ratioRow(clusters.at(-1)!, clusters[0]!));
   const notes = [
     `${options.gateways} gateways × ${READINGS_PER_BATCH}-record batches, QoS 1, window ${options.window} per connection, ${options.durationS} s per side, ${options.generators} generator processes; goal ≥ 200,000 stored readings/s and ≥ 1.5× the peer.`,
     'acked = first PUBLISH → last PUBACK; stored = first PUBLISH → every reading countable in VictoriaMetrics (polled every 0.2 s).',
