@@ -102,8 +102,21 @@ describe('outbox drain while the store is down', () => {
       await store.close();
     }
 
-    await vm.flush();
-    const series = await vm.exportSeries('{__name__="load_value"}');
+    // VictoriaMetrics may take a moment after its restart before everything it acknowledged
+    // is searchable on a loaded machine: wait until the count is reached (or exceeded, which
+    // the exact checks below then catch), never less than everything.
+    const exported = async () => {
+      await vm.flush();
+      return vm.exportSeries('{__name__="load_value"}');
+    };
+    await vi.waitFor(
+      async () => {
+        const all = await exported();
+        expect(all.reduce((n, s) => n + s.timestamps.length, 0)).toBeGreaterThanOrEqual(accepted);
+      },
+      { timeout: 60_000, interval: 500 },
+    );
+    const series = await exported();
     expect(series).toHaveLength(DEVICES);
     let samples = 0;
     for (const s of series) {
@@ -113,5 +126,5 @@ describe('outbox drain while the store is down', () => {
       expect(s.timestamps.length).toBe(seq * 100);
     }
     expect(samples).toBe(accepted);
-  });
+  }, 150_000);
 });
