@@ -5,7 +5,7 @@ import { type PtyPairHandle, ptyPair } from '@outpost/test-kit/socat-pty';
 import { useServices } from '@outpost/test-kit/vitest';
 import { makeWorkDir, type WorkDir } from '@outpost/test-kit/workdir';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AgentProcess, enrollGateway, startAgent } from './support/agent-harness.js';
+import { type AgentProcess, apiOf, enrollGateway, startAgent } from './support/agent-harness.js';
 import {
   createChildRollout,
   readingsAfter,
@@ -15,7 +15,6 @@ import {
   uploadSimFirmware,
   waitForRolloutEnd,
 } from './support/ota-children.js';
-import { api } from './support/ota-harness.js';
 
 // Real parts, end to end: the built ingest as a process (release keys, firmware and rollouts
 // through its HTTP API, offers and OTA events over its MQTT broker), the built agent as a
@@ -61,7 +60,7 @@ describe('a rollout to the serial children of a gateway', { timeout: 90_000 }, (
     ingest = await services.add(startIngest({ env: { INGEST_OTA_TICK_MS: '200' } }));
     work = await makeWorkDir('ota-children');
     key = await generateKeyPair();
-    const registered = await api(ingest)('POST', '/api/v1/release-keys', {
+    const registered = await apiOf(ingest)('POST', '/api/v1/release-keys', {
       publicKey: key.publicJwk,
     });
     expect(registered.status).toBe(201);

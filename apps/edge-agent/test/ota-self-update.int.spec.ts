@@ -7,8 +7,8 @@ import { waitFor } from '@outpost/test-kit/process';
 import { useServices } from '@outpost/test-kit/vitest';
 import { makeWorkDir, type WorkDir } from '@outpost/test-kit/workdir';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { apiOf } from './support/agent-harness.js';
 import {
-  api,
   buildAgent,
   createRollout,
   enrollWith,
@@ -115,7 +115,7 @@ describe('self-update of the agent through a rollout (component agent)', () => {
     trusted = await generateKeyPair();
     untrusted = await generateKeyPair();
     for (const key of [trusted, untrusted]) {
-      const res = await api(ingest)('POST', '/api/v1/release-keys', { publicKey: key.publicJwk });
+      const res = await apiOf(ingest)('POST', '/api/v1/release-keys', { publicKey: key.publicJwk });
       expect(res.status).toBe(201);
     }
     dist = await buildAgent(work.path);

@@ -47,9 +47,10 @@ export function apiOf(ingest: IngestHandle): Api {
 export function runCli(
   args: readonly string[],
   env: Record<string, string> = {},
+  main = AGENT_MAIN,
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [AGENT_MAIN, ...args], {
+    const child = spawn(process.execPath, [main, ...args], {
       env: { PATH: process.env.PATH ?? '', ...env },
     });
     let stdout = '';
@@ -73,6 +74,8 @@ export async function enrollGateway(
   dataDir: string,
   gatewayId: string,
   children: readonly string[],
+  /** The agent build to enroll with; the workspace's by default. */
+  main = AGENT_MAIN,
 ): Promise<void> {
   const api = apiOf(ingest);
   const created = await api('POST', '/api/v1/enrollments', {
@@ -88,15 +91,19 @@ export async function enrollGateway(
     );
     if (imported.status !== 200) throw new Error(`import: ${JSON.stringify(imported.body)}`);
   }
-  const result = await runCli([
-    'enroll',
-    '--server',
-    ingest.url,
-    '--token',
-    created.body.token as string,
-    '--data-dir',
-    dataDir,
-  ]);
+  const result = await runCli(
+    [
+      'enroll',
+      '--server',
+      ingest.url,
+      '--token',
+      created.body.token as string,
+      '--data-dir',
+      dataDir,
+    ],
+    {},
+    main,
+  );
   if (result.code !== 0) throw new Error(`outpost-agent enroll: ${result.stderr}`);
 }
 

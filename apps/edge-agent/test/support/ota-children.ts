@@ -6,7 +6,8 @@ import { buildFirmwareImage } from '@outpost/firmware-sim/firmware-image';
 import type { KeyPair } from '@outpost/signing/keys';
 import type { IngestHandle } from '@outpost/test-kit/ingest';
 import { ManagedProcess, waitFor } from '@outpost/test-kit/process';
-import { api, type RolloutDevice, uploadFirmware } from './ota-harness.js';
+import { apiOf } from './agent-harness.js';
+import { type RolloutDevice, uploadFirmware } from './ota-harness.js';
 
 /**
  * Rollouts to the serial children of a gateway: firmware-sim devices (the built
@@ -148,7 +149,7 @@ export async function createChildRollout(
   ingest: IngestHandle,
   body: Record<string, unknown>,
 ): Promise<string> {
-  const res = await api(ingest)('POST', '/api/v1/rollouts', body);
+  const res = await apiOf(ingest)('POST', '/api/v1/rollouts', body);
   if (res.status !== 201) {
     throw new Error(`rollout: HTTP ${res.status} ${JSON.stringify(res.body)}`);
   }
@@ -156,7 +157,7 @@ export async function createChildRollout(
 }
 
 export async function getRollout(ingest: IngestHandle, id: string): Promise<RolloutView> {
-  const res = await api(ingest)('GET', `/api/v1/rollouts/${id}`);
+  const res = await apiOf(ingest)('GET', `/api/v1/rollouts/${id}`);
   if (res.status !== 200) throw new Error(`rollout ${id}: HTTP ${res.status}`);
   return res.body as unknown as RolloutView;
 }
@@ -197,7 +198,7 @@ export async function readingsAfter(
   afterMs: number,
 ): Promise<{ time: string; value: unknown }[]> {
   const query = new URLSearchParams({ metric, from: String(afterMs + 1), to: 'now' });
-  const res = await api(ingest)('GET', `/api/v1/devices/${device}/telemetry?${query}`);
+  const res = await apiOf(ingest)('GET', `/api/v1/devices/${device}/telemetry?${query}`);
   if (res.status !== 200) {
     throw new Error(`telemetry of ${device}: HTTP ${res.status} ${JSON.stringify(res.body)}`);
   }

@@ -15,6 +15,7 @@ import { freePort } from '@outpost/test-kit/ports';
 import { ManagedProcess, waitFor } from '@outpost/test-kit/process';
 import mqtt, { type MqttClient } from 'mqtt';
 import { stringify } from 'yaml';
+import { apiOf, enrollGateway } from './agent-harness.js';
 
 /**
  * Self-update drills against the real ingest: agent bundles packed from the current build
@@ -51,41 +52,14 @@ export async function buildAgent(workDir: string): Promise<string> {
 }
 
 /** `outpost-agent enroll` of that build. */
-export async function enrollWith(
+export function enrollWith(
   distDir: string,
   ingest: IngestHandle,
   dataDir: string,
   gatewayId: string,
   children: readonly string[],
 ): Promise<void> {
-  const call = api(ingest);
-  const created = await call('POST', '/api/v1/enrollments', {
-    deviceId: gatewayId,
-    kind: 'gateway',
-  });
-  if (created.status !== 201) throw new Error(`enrollment: ${JSON.stringify(created.body)}`);
-  if (children.length > 0) {
-    const imported = await call(
-      'POST',
-      '/api/v1/devices/import',
-      children.map((id) => ({ id, gateway: gatewayId })),
-    );
-    if (imported.status !== 200) throw new Error(`import: ${JSON.stringify(imported.body)}`);
-  }
-  await execFileP(
-    process.execPath,
-    [
-      join(distDir, 'main.js'),
-      'enroll',
-      '--server',
-      ingest.url,
-      '--token',
-      created.body.token as string,
-      '--data-dir',
-      dataDir,
-    ],
-    { env: { PATH: process.env.PATH ?? '' } },
-  );
+  return enrollGateway(ingest, dataDir, gatewayId, children, join(distDir, 'main.js'));
 }
 
 /**
@@ -367,22 +341,6 @@ export class IngestProxy {
   }
 }
 
-/** The API as the admin (firmware role included). */
-export function api(ingest: IngestHandle) {
-  return async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${ingest.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${ingest.adminToken}`,
-        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-      },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? (JSON.parse(text) as Record<string, unknown>) : {} };
-  };
-}
-
 /** Signs a manifest for `bytes` (as `outpost firmware sign` does) and uploads both. */
 export async function uploadFirmware(
   ingest: IngestHandle,
@@ -430,7 +388,7 @@ export async function createRollout(
   firmwareId: string,
   deviceId: string,
 ): Promise<string> {
-  const res = await api(ingest)('POST', '/api/v1/rollouts', {
+  const res = await apiOf(ingest)('POST', '/api/v1/rollouts', {
     firmwareId,
     target: { devices: [deviceId] },
     waves: [100],
@@ -447,7 +405,7 @@ export async function rolloutDevice(
   rolloutId: string,
   deviceId: string,
 ): Promise<RolloutDevice | undefined> {
-  const res = await api(ingest)('GET', `/api/v1/rollouts/${rolloutId}`);
+  const res = await apiOf(ingest)('GET', `/api/v1/rollouts/${rolloutId}`);
   const devices = (res.body.devices ?? []) as RolloutDevice[];
   return devices.find((d) => d.deviceId === deviceId);
 }
@@ -482,7 +440,7 @@ export async function reportedAgentVersion(
   ingest: IngestHandle,
   deviceId: string,
 ): Promise<string | undefined> {
-  const res = await api(ingest)('GET', `/api/v1/devices/${deviceId}`);
+  const res = await apiOf(ingest)('GET', `/api/v1/devices/${deviceId}`);
   const state = res.body.reportedState as { agent?: { version?: string } } | null | undefined;
   return state?.agent?.version;
 }
