@@ -21,7 +21,7 @@ const { values, positionals } = parseArgs({
     window: { type: 'string', default: '8' },
     generators: { type: 'string', default: '2' },
     pool: { type: 'string', default: '5000000' },
-    sides: { type: 'string', default: 'outpost,peer' },
+    sides: { type: 'string', default: 'outpost,peer,cluster-1,cluster-3' },
     stall: { type: 'string', default: '20' },
     profile: { type: 'boolean', default: false },
     sessions: { type: 'string', default: '10000' },
