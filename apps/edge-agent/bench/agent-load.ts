@@ -125,7 +125,19 @@ async function settledCount(
 function write(name: string, result: Record<string, unknown>): void {
   mkdirSync(RESULTS, { recursive: true });
   const path = join(RESULTS, `edge-agent-${name}.json`);
-  writeFileSync(path, `${JSON.stringify({ kind: 'edge-agent', name, ...result }, null, 2)}\n`);
+  // A two-column table for scripts/bench-report.mjs; the whole result stays in `details`.
+  const rows = Object.entries(result)
+    .filter(([, v]) => ['number', 'string', 'boolean'].includes(typeof v))
+    .map(([k, v]) => [k, typeof v === 'boolean' ? String(v) : v]);
+  const table = {
+    kind: 'table',
+    title: `edge agent: ${name}`,
+    columns: ['measure', 'value'],
+    rows,
+    notes: [],
+    details: result,
+  };
+  writeFileSync(path, `${JSON.stringify(table, null, 2)}\n`);
   console.log(JSON.stringify(result, null, 2));
   console.log(`wrote ${path}`);
 }

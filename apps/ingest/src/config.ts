@@ -105,6 +105,12 @@ const envSchema = z.object({
    * Without PostgreSQL the outbox stays `<data dir>/telemetry-outbox.db`.
    */
   INGEST_OUTBOX_DIR: optionalString,
+  /**
+   * Firmware artifacts, content-addressed (`<sha256>`). Default `<data dir>/firmware`. In
+   * cluster mode every replica must see the same directory (a shared volume): an artifact
+   * uploaded through one replica is downloaded through any.
+   */
+  INGEST_FIRMWARE_DIR: optionalString,
   /** An outbox whose owner's lease expired this long ago is drained by a survivor. */
   INGEST_OUTBOX_ADOPT_AFTER_S: z.coerce.number().int().min(0).default(300),
   /** How often survivors look for outboxes to adopt. */
@@ -189,6 +195,7 @@ export type IngestConfig = Readonly<{
     }>;
   }>;
   ota: Readonly<{
+    firmwareDir: string;
     firmwareMaxBytes: number;
     downloadsPerMinute: number;
     verifyTtlMs: number;
@@ -304,6 +311,7 @@ export function loadConfig(
       },
     },
     ota: {
+      firmwareDir: resolve(e.INGEST_FIRMWARE_DIR ?? join(e.INGEST_DATA_DIR, 'firmware')),
       firmwareMaxBytes: e.INGEST_FIRMWARE_MAX_BYTES,
       downloadsPerMinute: e.INGEST_FIRMWARE_DOWNLOADS_PER_MINUTE,
       verifyTtlMs: e.INGEST_FIRMWARE_VERIFY_TTL_S * 1000,

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { topics } from '@outpost/protocol/topics';
+import { signDeviceJwt } from '@outpost/signing/device-jwt';
 import { generateKeyPair } from '@outpost/signing/keys';
 import type { IngestHandle } from '@outpost/test-kit/ingest';
 import { type IngestCluster, startIngestCluster } from '@outpost/test-kit/ingest-cluster';
@@ -222,6 +223,16 @@ describe('cluster mode: three replicas over Redis and PostgreSQL', () => {
     );
     expect(offer).toMatchObject({ type: 'ota.offer', rolloutId });
     await again.endAsync();
+
+    // The artifact uploaded through replica A downloads through replica C: the replicas share
+    // the firmware directory (INGEST_FIRMWARE_DIR), as they must in production.
+    const { token } = await signDeviceJwt(device.pair.privateJwk, { deviceId: device.id });
+    const path = new URL((offer as { url: string }).url).pathname;
+    const download = await fetch(`${replicas[2]!.url}${path}`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expect(download.status).toBe(200);
+    expect(Buffer.from(await download.arrayBuffer()).equals(firmware.bytes)).toBe(true);
   });
 
   it('shows on replica A’s stream a reading accepted by replica C, once', async () => {

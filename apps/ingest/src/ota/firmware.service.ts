@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { Inject, Injectable, type OnModuleInit } from '@nestjs/common';
 import { type Manifest, manifestSchema } from '@outpost/protocol/ota';
 import { isSigningError } from '@outpost/signing/errors';
@@ -67,11 +66,7 @@ export class FirmwareService implements OnModuleInit {
     private readonly releaseKeys: ReleaseKeysService,
   ) {
     this.log = logger.child({ module: 'firmware' });
-    this.artifacts = new FirmwareStore(
-      join(config.dataDir, 'firmware'),
-      config.ota.verifyTtlMs,
-      clock.now,
-    );
+    this.artifacts = new FirmwareStore(config.ota.firmwareDir, config.ota.verifyTtlMs, clock.now);
     // The limiter counts events per key in a sliding minute: here every download request.
     this.downloads = new FailureLimiter(config.ota.downloadsPerMinute);
     this.served = new Counter({
