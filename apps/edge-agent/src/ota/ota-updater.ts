@@ -107,8 +107,11 @@ export class OtaUpdater {
 
   /** PROTOCOL.md §8 `keys.release`: the new set replaces the trusted keys. */
   async keysRelease(command: CommandOf<'keys.release'>): Promise<void> {
-    await this.#o.releaseKeys.replace(command.keys, this.#o.now());
-    this.#log.info({ keys: command.keys.length }, 'trusted release keys replaced');
+    const { trusted, unpinned } = await this.#o.releaseKeys.replace(command.keys, this.#o.now());
+    this.#log.info({ keys: trusted }, 'trusted release keys replaced');
+    if (unpinned > 0) {
+      this.#log.warn({ unpinned }, 'keys.release named keys outside ota.releaseKeyPins: ignored');
+    }
   }
 
   /** PROTOCOL.md §8 `ota.offer` (its command signature already checked). */

@@ -39,9 +39,6 @@ export class ReleaseKeyStore {
     this.#keys = this.#pins === undefined ? parseKeys(enrolled) : [];
   }
 
-  /** Keys a `keys.release` set held that the pins left out, since start (for logs). */
-  refused = 0;
-
   get path(): string {
     return this.#path;
   }
@@ -66,16 +63,20 @@ export class ReleaseKeyStore {
     const pins = this.#pins;
     if (pins === undefined) return keys;
     const kept: PublicJwk[] = [];
-    for (const key of keys) {
-      if (pins.has(await thumbprint(key))) kept.push(key);
-      else this.refused++;
-    }
+    for (const key of keys) if (pins.has(await thumbprint(key))) kept.push(key);
     return kept;
   }
 
-  /** PROTOCOL.md §8 `keys.release`: the new set replaces the old one, on disk first. */
-  async replace(keys: readonly unknown[], nowMs: number): Promise<void> {
-    const parsed = await this.#pinned(parseKeys(keys.slice(0, MAX_RELEASE_KEYS)));
+  /**
+   * PROTOCOL.md §8 `keys.release`: the new set replaces the old one, on disk first. Returns
+   * how many keys are trusted now and how many the pins left out.
+   */
+  async replace(
+    keys: readonly unknown[],
+    nowMs: number,
+  ): Promise<{ trusted: number; unpinned: number }> {
+    const usable = parseKeys(keys.slice(0, MAX_RELEASE_KEYS));
+    const parsed = await this.#pinned(usable);
     const text = `${JSON.stringify(
       { v: 1, keys: parsed, receivedAt: new Date(nowMs).toISOString() },
       null,
@@ -83,6 +84,7 @@ export class ReleaseKeyStore {
     )}\n`;
     await writeFileAtomic(this.#path, text, 0o600);
     this.#keys = parsed;
+    return { trusted: parsed.length, unpinned: usable.length - parsed.length };
   }
 }
 
