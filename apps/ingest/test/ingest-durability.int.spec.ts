@@ -8,6 +8,7 @@ import { startVictoriaMetrics } from '@outpost/test-kit/victoria-metrics';
 import { useServices } from '@outpost/test-kit/vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import { describe, expect, it } from 'vitest';
+import { signedBatches } from './support/cluster-devices.js';
 import { apiClient, enrollDevice, waitUntil } from './support/ingest-app.js';
 
 // Real parts: the built ingest as a separate process (as deployed), victoria-metrics and
@@ -37,38 +38,15 @@ async function connectAs(
   });
 }
 
-/**
- * `n` signed batches of `size` readings each, with distinct seq ranges and one-second
- * spaced times starting `startAgoS` seconds ago.
- */
-async function batches(
+/** Signed batches, by default starting two hours ago (see support/cluster-devices.ts). */
+const batches = (
   pair: KeyPair,
   metric: string,
   n: number,
   size: number,
   boot: string,
   startAgoS = 7200,
-) {
-  const t0 = Math.floor(Date.now() / 1000) - startAgoS;
-  const out: string[] = [];
-  for (let b = 0; b < n; b++) {
-    const records = Array.from({ length: size }, (_, i) => ({
-      ...(i === 0 ? { bt: t0 + b * size } : {}),
-      n: metric,
-      v: b * size + i,
-      t: i,
-    }));
-    out.push(
-      await signBatch(pair.privateJwk, {
-        v: 1,
-        boot,
-        seq: [b * size + 1, (b + 1) * size],
-        records,
-      }),
-    );
-  }
-  return out;
-}
+) => signedBatches(pair, metric, n, size, boot, startAgoS);
 
 async function storedCount(api: ReturnType<typeof apiClient>, deviceId: string, metric: string) {
   const res = await api(
