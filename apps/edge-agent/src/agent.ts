@@ -16,6 +16,7 @@ import {
   timesyncdProbe,
 } from './clock/sync-probes.js';
 import { type AgentConfig, applyRemoteConfig, remoteConfigSchema } from './config.js';
+import { type HttpFetch, nodeHttpFetch } from './http/node-http-fetch.js';
 import { type LoadedIdentity, loadIdentity } from './identity/identity-store.js';
 import { Intake } from './intake.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
@@ -66,7 +67,7 @@ export interface AgentDeps {
   random?: () => number;
   /** PROTOCOL.md §5 `boot`; random per start by default. */
   newBootId?: () => string;
-  fetch?: typeof fetch;
+  fetch?: HttpFetch;
   /** A signed `reboot` command arrived; main.ts exits so systemd restarts the agent. */
   onReboot?: () => void;
   /**
@@ -351,7 +352,7 @@ export class Agent {
       },
       download: {
         token: async (fresh) => (fresh ? await tokens.fresh() : await tokens.current()).token,
-        fetch: deps.fetch ?? fetch,
+        fetch: deps.fetch ?? nodeHttpFetch,
         random,
         monotonic,
         now,

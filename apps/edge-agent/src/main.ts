@@ -16,6 +16,7 @@ import {
   optionalConfigPathOf,
 } from './config.js';
 import { AgentError, exitCodeOf } from './errors.js';
+import { nodeHttpFetch } from './http/node-http-fetch.js';
 import { enroll } from './identity/enroll.js';
 import { RESTART_EXIT_CODE } from './ota/self-installer.js';
 import { formatOutboxReport, outboxReport, uplinkFromMetrics } from './outbox/outbox-report.js';
@@ -174,7 +175,7 @@ program
     let uplink: ReturnType<typeof uplinkFromMetrics>;
     if (config.metrics.listen !== false) {
       try {
-        const res = await fetch(`http://${config.metrics.listen}/metrics`, {
+        const res = await nodeHttpFetch(`http://${config.metrics.listen}/metrics`, {
           signal: AbortSignal.timeout(2000),
         });
         uplink = uplinkFromMetrics(await res.text());

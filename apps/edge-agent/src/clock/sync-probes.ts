@@ -1,5 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { Logger } from 'pino';
+import { type HttpFetch, nodeHttpFetch } from '../http/node-http-fetch.js';
 import type { ClockEvidence, ClockQualityTracker } from './clock-quality.js';
 
 /** systemd-timesyncd touches this file at each synchronisation (systemd-timesyncd(8)). */
@@ -23,7 +24,7 @@ export interface IngestDateProbeOptions {
   /** The ingest's base URL; `/healthz` is asked. */
   server: string;
   now: () => number;
-  fetch?: typeof fetch;
+  fetch?: HttpFetch;
   timeoutMs?: number;
 }
 
@@ -33,7 +34,7 @@ export interface IngestDateProbeOptions {
  * with the middle of our request at Date + 0.5 s. Undefined when the ingest is unreachable.
  */
 export function ingestDateProbe(options: IngestDateProbeOptions): ClockProbe {
-  const doFetch = options.fetch ?? fetch;
+  const doFetch = options.fetch ?? nodeHttpFetch;
   const url = new URL('/healthz', options.server).toString();
   return async () => {
     const sent = options.now();

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { generateKeyPair } from '@outpost/signing/keys';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentError } from '../errors.js';
+import type { HttpFetch } from '../http/node-http-fetch.js';
 import { enroll } from './enroll.js';
 import { loadIdentity } from './identity-store.js';
 
@@ -28,8 +29,8 @@ describe('enroll', () => {
     const dataDir = await tempDir();
     const service = await generateKeyPair();
     let sent: { publicKey: { kid: string }; proof: string; token: string } | undefined;
-    const fetchFake: typeof fetch = async (url, init) => {
-      expect(String(url)).toBe('https://ingest.example/api/v1/enroll');
+    const fetchFake: HttpFetch = async (url, init) => {
+      expect(url).toBe('https://ingest.example/api/v1/enroll');
       sent = JSON.parse(String(init?.body));
       return new Response(
         JSON.stringify({
@@ -70,7 +71,7 @@ describe('enroll', () => {
   it('explains a used token, a malformed one, and an existing identity without spending the token', async () => {
     const dataDir = await tempDir();
     let calls = 0;
-    const conflict: typeof fetch = async () => {
+    const conflict: HttpFetch = async () => {
       calls++;
       return new Response(
         JSON.stringify({ status: 409, code: 'enrollment_used', detail: 'already used' }),

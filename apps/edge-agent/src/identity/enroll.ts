@@ -5,6 +5,7 @@ import { parseJwks } from '@outpost/signing/jwks';
 import { generateKeyPair } from '@outpost/signing/keys';
 import { z } from 'zod';
 import { AgentError } from '../errors.js';
+import { type HttpFetch, type HttpResponse, nodeHttpFetch } from '../http/node-http-fetch.js';
 import { type Identity, identityExists, writeIdentity } from './identity-store.js';
 
 /**
@@ -20,7 +21,7 @@ export interface EnrollOptions {
   force?: boolean;
   /** Epoch ms. */
   now?: () => number;
-  fetch?: typeof fetch;
+  fetch?: HttpFetch;
 }
 
 /** What the agent reads from an enrollment token before it is verified by the server. */
@@ -61,7 +62,7 @@ function readTokenClaims(token: string): z.infer<typeof tokenClaimsSchema> {
 
 export async function enroll(options: EnrollOptions): Promise<Identity> {
   const now = options.now ?? Date.now;
-  const doFetch = options.fetch ?? fetch;
+  const doFetch = options.fetch ?? nodeHttpFetch;
   const claims = readTokenClaims(options.token);
   // The token is single-use: check everything local before spending it.
   if (!options.force && (await identityExists(options.dataDir))) {
@@ -79,7 +80,7 @@ export async function enroll(options: EnrollOptions): Promise<Identity> {
     now: () => now() / 1000,
   });
   const url = new URL('/api/v1/enroll', options.server).toString();
-  let res: Response;
+  let res: HttpResponse;
   try {
     res = await doFetch(url, {
       method: 'POST',

@@ -30,14 +30,14 @@ function harness(steps: Step[]) {
   let tokens = 0;
   const deps: DownloadDeps = {
     token: async (fresh) => `t${++tokens}${fresh ? '-fresh' : ''}`,
-    fetch: (async (_url: string, init: RequestInit) => {
-      const headers = init.headers as Record<string, string>;
+    fetch: async (_url, init) => {
+      const headers = init?.headers ?? {};
       const req = { range: headers.range, auth: headers.authorization! };
       seen.push(req);
       const step = steps.shift();
       if (step === undefined) throw new Error('no more responses scripted');
       return step(req);
-    }) as typeof fetch,
+    },
     random: () => 0.5,
     monotonic: () => 0,
     now: () => 1_760_000_000_000,
@@ -134,6 +134,7 @@ describe('downloadArtifact', () => {
     ['404', [404], 'artifact_not_found'],
     ['401 twice (a fresh token is tried once)', [401, 401], 'download_refused'],
     ['5xx until the attempts are spent', [500, 502, 500], 'download_failed'],
+    ['a redirect, retried and never followed', [302, 307, 302], 'download_failed'],
   ])('fails on %s', async (_what, codes, reason) => {
     const dir = await staging();
     const h = harness(codes.map((c) => () => status(c)));

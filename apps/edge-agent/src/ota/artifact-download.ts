@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { HttpFetch, HttpResponse } from '../http/node-http-fetch.js';
 import { type BackoffOptions, backoffDelay } from '../uplink/backoff.js';
 import { stagingNames } from './offer-checks.js';
 
@@ -26,7 +27,11 @@ export interface DownloadRequest {
 export interface DownloadDeps {
   /** A device JWT (PROTOCOL.md §3); `fresh` after the ingest refused the cached one. */
   token(fresh: boolean): Promise<string>;
-  fetch: typeof fetch;
+  /**
+   * Must not follow redirects (nodeHttpFetch does not): a 3xx is retried like any other
+   * unexpected status, and the device JWT never leaves the ingest's origin.
+   */
+  fetch: HttpFetch;
   random: () => number;
   /** Monotonic ms, for the progress pace. */
   monotonic: () => number;
@@ -187,9 +192,9 @@ async function attempt(
   }
   const idle = new AbortController();
   const both = AbortSignal.any([signal, idle.signal]);
-  let res: Response;
+  let res: HttpResponse;
   try {
-    res = await deps.fetch(request.url, { headers, signal: both, redirect: 'error' });
+    res = await deps.fetch(request.url, { headers, signal: both });
   } catch (err) {
     throw new Retry(`request failed: ${(err as Error).message}`);
   }
@@ -244,7 +249,7 @@ async function attempt(
   };
   try {
     armIdle();
-    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+    for await (const chunk of res.body) {
       armIdle();
       if (received + chunk.byteLength > size) {
         throw new TooLarge(`the server sent more than the manifest's ${size} bytes`);

@@ -105,10 +105,10 @@ async function setup(options: { trusted?: KeyPair[]; publishFails?: () => boolea
       },
       download: {
         token: async () => 'jwt',
-        fetch: (async (url: string) => {
+        fetch: async (url) => {
           fetches.push(url);
           return new Response(IMAGE, { status: 200 });
-        }) as typeof fetch,
+        },
         random: () => 0.5,
         monotonic: () => 0,
         now: () => 0,

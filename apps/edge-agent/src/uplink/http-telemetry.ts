@@ -1,4 +1,5 @@
 import { telemetryRejectionReasonSchema } from '@outpost/protocol/telemetry';
+import { type HttpFetch, type HttpResponse, nodeHttpFetch } from '../http/node-http-fetch.js';
 import type { DeviceTokens } from './device-token.js';
 
 /**
@@ -15,7 +16,7 @@ export class TransientSendError extends Error {}
 export interface HttpTelemetryOptions {
   server: string;
   tokens: DeviceTokens;
-  fetch?: typeof fetch;
+  fetch?: HttpFetch;
   timeoutMs?: number;
 }
 
@@ -29,9 +30,9 @@ export class HttpTelemetry {
   }
 
   async send(jws: string): Promise<HttpSendResult> {
-    const doFetch = this.#o.fetch ?? fetch;
+    const doFetch = this.#o.fetch ?? nodeHttpFetch;
     const { token } = await this.#o.tokens.current();
-    let res: Response;
+    let res: HttpResponse;
     try {
       res = await doFetch(this.#url, {
         method: 'POST',

@@ -4,6 +4,7 @@ import { importSigningKey, type SigningKey } from '@outpost/signing/sign';
 import { fakeClock } from '@outpost/test-kit/clock';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { HttpFetch } from '../http/node-http-fetch.js';
 import { AgentMetrics } from '../metrics/agent-metrics.js';
 import { MemoryOutbox } from '../outbox/memory-outbox.js';
 import type { NewBatch } from '../outbox/outbox.js';
@@ -245,11 +246,11 @@ describe('Uplink', () => {
   it('falls back to HTTP after MQTT has been down for a while, and quarantines an HTTP refusal', async () => {
     const posts: { auth: string; type: string; body: TelemetryBatch }[] = [];
     const clockRef: { now(): number } = { now: () => 0 };
-    const fetchFake: typeof fetch = async (_url, init) => {
+    const fetchFake: HttpFetch = async (_url, init) => {
       const body = JSON.parse(
         Buffer.from(String(init?.body).split('.')[1]!, 'base64url').toString(),
       ) as TelemetryBatch;
-      const headers = init?.headers as Record<string, string>;
+      const headers = init?.headers ?? {};
       posts.push({ auth: headers.authorization!, type: headers['content-type']!, body });
       if (body.records.some((r) => r.n === 'bad')) {
         return new Response(
