@@ -72,4 +72,5 @@ EXPOSE 1883 9464
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9464/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
 STOPSIGNAL SIGTERM
-CMD ["node", "--max-semi-space-size=1", "--max-old-space-size=96", "apps/edge-agent/dist/main.js", "run"]
+# Node flags and native memory settings as in deploy/edge/outpost-agent.service (see there).
+CMD ["node", "--max-semi-space-size=1", "--max-old-space-size=96", "--no-opt", "apps/edge-agent/dist/main.js", "run"]

@@ -628,4 +628,26 @@ describe('the agent’s systemd unit', () => {
     const config = /AGENT_CONFIG=(\S+)/.exec(unit)?.[1];
     expect(config).toBe('/etc/outpost-agent/agent.yaml');
   });
+
+  it('and the agent image runs node with the same flags and native memory settings', () => {
+    const unitFlags = /^ExecStart=\S*node((?:\s+--\S+)*)\s/m.exec(unit)?.[1]?.trim().split(/\s+/);
+    expect(unitFlags).toContain('--no-opt');
+    const ins = dockerInstructions(read(join(DEPLOY, 'docker/agent.Dockerfile')));
+    const cmd = JSON.parse(ins.findLast((i) => i.op === 'CMD')!.args) as string[];
+    expect(cmd[0]).toBe('node');
+    const args = cmd.slice(1);
+    expect(
+      args.slice(
+        0,
+        args.findIndex((a) => !a.startsWith('--')),
+      ),
+    ).toEqual(unitFlags);
+    const env = ins
+      .filter((i) => i.op === 'ENV')
+      .map((i) => i.args)
+      .join(' ');
+    for (const setting of unit.match(/\b(?:MALLOC|UV)_[A-Z_]+=\S+/g) ?? []) {
+      expect(env).toContain(setting);
+    }
+  });
 });

@@ -43,9 +43,12 @@ const SIM_MAIN = join(
   'main.js',
 );
 const GW = 'gw-bench';
-/** As in ExecStart of deploy/edge/outpost-agent.service. */
-const NODE_ARGS_OF_UNIT = '--max-semi-space-size=1 --max-old-space-size=96';
-const ENV_OF_UNIT = 'MALLOC_ARENA_MAX=2 UV_THREADPOOL_SIZE=2';
+/** The agent runs as the systemd unit runs it: its Node flags and memory settings. */
+const UNIT = readFileSync(join(ROOT, '../../deploy/edge/outpost-agent.service'), 'utf8');
+/** The flags between `node` and the launcher in `ExecStart=`. */
+const NODE_ARGS_OF_UNIT = (/^ExecStart=\S*node((?:\s+--\S+)*)\s/m.exec(UNIT)?.[1] ?? '').trim();
+/** `MALLOC_*` and `UV_*` settings of `Environment=`. */
+const ENV_OF_UNIT = [...UNIT.matchAll(/\b((?:MALLOC|UV)_[A-Z_]+=\S+)/g)].map((m) => m[1]).join(' ');
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,

@@ -34,4 +34,35 @@ describe('hangupAwareBinding', () => {
     await pair.unplug();
     expect(await closed).toMatchObject({ disconnected: true });
   });
+
+  it('reads a flood whole and in order, and keeps the event loop turning meanwhile', async () => {
+    pair = await ptyPair();
+    const device = createSerialPort(pair.devicePath, 115200);
+    const app = createSerialPort(pair.appPath, 115200);
+    for (const port of [device, app]) {
+      await new Promise<void>((resolve, reject) =>
+        port.open((err) => (err ? reject(err) : resolve())),
+      );
+    }
+    const lines = Array.from({ length: 20_000 }, (_, i) => `R n=${i}\n`).join('');
+    const expected = Buffer.byteLength(lines);
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const all = new Promise<void>((resolve) =>
+      app.on('data', (d: Buffer) => {
+        chunks.push(d);
+        size += d.length;
+        if (size >= expected) resolve();
+      }),
+    );
+    device.write(lines);
+    await all;
+    clearInterval(timer);
+    expect(Buffer.concat(chunks).toString()).toBe(lines);
+    expect(ticks).toBeGreaterThan(0);
+    device.close();
+    app.close();
+  });
 });
