@@ -5,6 +5,7 @@ import { ALERT_CONTROLLERS, ALERT_PROVIDERS } from './alerts/alert-providers.js'
 import { AccessGuard } from './auth/access.guard.js';
 import { DeviceTokens } from './auth/device-tokens.js';
 import { Broker } from './broker/broker.js';
+import { LostSessions } from './broker/lost-sessions.js';
 import { type CoreDeps, CoreModule } from './core.module.js';
 import { DashboardController } from './dashboard/dashboard.controller.js';
 import { DesiredConfigSender } from './devices/desired-config.js';
@@ -71,6 +72,7 @@ export class AppModule {
         EnrollmentService,
         LiveEvents,
         LiveStream,
+        LostSessions,
         TelemetryPipeline,
         {
           provide: TELEMETRY_STORE,

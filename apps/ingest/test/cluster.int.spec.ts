@@ -400,3 +400,88 @@ describe('cluster mode: three replicas over Redis and PostgreSQL', () => {
     expect(latencyMs).toBeLessThanOrEqual(1000);
   }, 180_000);
 });
+
+describe('cluster mode: a replica killed for good', () => {
+  it('records its devices offline (replica_lost) on a survivor, except one that reconnected there', async () => {
+    // A cluster of its own: short leases and immediate adoption, which the drills above must
+    // not have (the replica they kill comes back and drains its own outbox).
+    const ownRedis = await services.add(startRedis());
+    const database = 'outpost_cluster_lost';
+    const duo = await services.add(
+      startIngestCluster({
+        replicas: 2,
+        redisUrl: ownRedis.url,
+        databaseUrl: await postgres.createDatabase(database),
+        readyTimeoutMs: 90_000,
+        env: {
+          INGEST_CONNECTIVITY_FLUSH_MS: '200',
+          INGEST_LEASE_TTL_MS: '4000',
+          INGEST_OUTBOX_ADOPT_AFTER_S: '0',
+          INGEST_OUTBOX_ADOPT_SCAN_MS: '200',
+        },
+      }),
+    );
+    const [victim, survivor] = duo.replicas as [IngestHandle, IngestHandle];
+    const api = apiClient(survivor.url, duo.adminToken);
+    const moving = await enroll(api, 'lost-mv');
+    const gone = await enroll(api, 'lost-gone');
+    const stream = await openStream(survivor.url, duo.adminToken, 'types=status');
+    try {
+      const clients = [
+        await connectDevice(victim.mqttUrl, moving),
+        await connectDevice(victim.mqttUrl, gone),
+      ];
+      await waitUntil(
+        async () =>
+          (await connectivity(api, 'lost-mv')).online &&
+          (await connectivity(api, 'lost-gone')).online,
+        'both devices online through the victim',
+        20_000,
+      );
+
+      await victim.kill9();
+      for (const c of clients) c.end(true);
+      // One device is back at once through the balancer, which skips the dead replica; the
+      // survivor records it under its own id before the victim's lease has even lapsed.
+      const back = await connectDevice(duo.mqtt.url('mqtt'), moving);
+      await waitUntil(
+        async () =>
+          (
+            await postgres.sql("SELECT replica FROM devices WHERE id = 'lost-mv'", database)
+          ).trim() === 'replica-1',
+        'lost-mv recorded online by the survivor',
+        20_000,
+      );
+      expect(await connectivity(api, 'lost-gone')).toMatchObject({ online: true });
+
+      // The survivor adopts the victim's outbox and records the victim's devices offline.
+      await waitUntil(
+        async () => (await connectivity(api, 'lost-gone')).disconnectReason === 'replica_lost',
+        'lost-gone offline (replica_lost)',
+        30_000,
+      );
+      expect(await connectivity(api, 'lost-gone')).toMatchObject({ online: false });
+      const statuses = () =>
+        stream.events
+          .filter((e) => e.event === 'status')
+          .map((e) => e.data as { deviceId: string; online: boolean; reason: string | null });
+      await waitUntil(
+        () => statuses().some((s) => s.deviceId === 'lost-gone' && s.reason === 'replica_lost'),
+        'the status event on the stream',
+        10_000,
+      );
+      // The moved device is untouched, over several flushes.
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 200));
+        expect(await connectivity(api, 'lost-mv')).toMatchObject({
+          online: true,
+          disconnectReason: null,
+        });
+      }
+      expect(statuses().filter((s) => s.deviceId === 'lost-mv' && !s.online)).toEqual([]);
+      await back.endAsync();
+    } finally {
+      stream.close();
+    }
+  }, 180_000);
+});

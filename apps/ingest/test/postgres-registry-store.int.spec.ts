@@ -3,9 +3,11 @@ import { useServices } from '@outpost/test-kit/vitest';
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { StorageUnavailable } from '../src/errors.js';
+import { POSTGRES_MIGRATIONS } from '../src/registry/migrations.js';
 import { PostgresRegistryStore } from '../src/registry/postgres-registry-store.js';
 import { registryStoreContract } from '../src/registry/registry-store.contract.js';
 import { DeviceExists } from '../src/registry/registry-store.js';
+import { PostgresDatabase } from '../src/storage/postgres-database.js';
 
 // Real: a PostgreSQL server (test-kit), the pg driver. Mocked: nothing.
 const services = useServices();
@@ -31,8 +33,13 @@ describe('PostgresRegistryStore', () => {
     const replicas = Array.from({ length: 5 }, () => new PostgresRegistryStore(url));
     try {
       await Promise.all(replicas.map((r) => r.migrate()));
-      const versions = await postgres.sql('SELECT version FROM schema_migrations', `reg_${n}`);
-      expect(versions.trim()).toBe('1');
+      const versions = await postgres.sql(
+        'SELECT version FROM schema_migrations ORDER BY version',
+        `reg_${n}`,
+      );
+      expect(versions.trim().split(/\s+/).map(Number)).toEqual(
+        POSTGRES_MIGRATIONS.map((m) => m.version),
+      );
       expect(await replicas[0]!.countDevices()).toBe(0);
     } finally {
       await Promise.all(replicas.map((r) => r.close()));
@@ -103,6 +110,7 @@ describe('PostgresRegistryStore', () => {
           online: true,
           lastSeen: round,
           disconnectReason: null,
+          replica: 'r1',
         }));
         await Promise.all([
           a.recordConnectivity(updates),
@@ -111,8 +119,14 @@ describe('PostgresRegistryStore', () => {
       }
       // A device listed twice in one batch: the last state wins, last_seen never goes back.
       await a.recordConnectivity([
-        { deviceId: 'c0', online: false, lastSeen: 9, disconnectReason: 'network' },
-        { deviceId: 'c0', online: false, lastSeen: 7, disconnectReason: 'keepalive' },
+        { deviceId: 'c0', online: false, lastSeen: 9, disconnectReason: 'network', replica: null },
+        {
+          deviceId: 'c0',
+          online: false,
+          lastSeen: 7,
+          disconnectReason: 'keepalive',
+          replica: null,
+        },
       ]);
       expect((await a.getDevice('c0'))?.connectivity).toEqual({
         online: false,
@@ -122,6 +136,82 @@ describe('PostgresRegistryStore', () => {
       expect((await a.getDevice('c499'))?.connectivity.lastSeen).toBe(5);
     } finally {
       await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('records a dead replica offline while a survivor records some of its devices online, without deadlock', async () => {
+    const url = await postgres.createDatabase(`reg_${++n}`);
+    const [a, b] = [new PostgresRegistryStore(url), new PostgresRegistryStore(url)];
+    try {
+      await a.migrate();
+      const ids = Array.from({ length: 500 }, (_, i) => `d${String(i).padStart(3, '0')}`);
+      await a.insertDevices(
+        ids.map((id) => ({ id, kind: 'device' as const })),
+        1,
+      );
+      const online = (deviceId: string, lastSeen: number, replica: string) => ({
+        deviceId,
+        online: true,
+        lastSeen,
+        disconnectReason: null,
+        replica,
+      });
+      await a.recordConnectivity(ids.map((id) => online(id, 1, 'r1')));
+      // Every other device reconnected through r2, written in the opposite order to the lock
+      // order while r1 is found dead.
+      const moved = ids.filter((_, i) => i % 2 === 0);
+      const [marked] = await Promise.all([
+        a.markReplicaOffline('r1', 'replica_lost'),
+        b.recordConnectivity([...moved].reverse().map((id) => online(id, 2, 'r2'))),
+      ]);
+      // Whichever came first, the moved devices end online and every other one offline.
+      const movedSet = new Set(moved);
+      const others = ids.filter((id) => !movedSet.has(id));
+      expect(marked.map((m) => m.deviceId)).toEqual(expect.arrayContaining(others));
+      for (const id of ids) {
+        const c = (await a.getDevice(id))?.connectivity;
+        if (movedSet.has(id))
+          expect(c, id).toEqual({ online: true, lastSeen: 2, disconnectReason: null });
+        else
+          expect(c, id).toEqual({ online: false, lastSeen: 1, disconnectReason: 'replica_lost' });
+      }
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
+  });
+
+  it('upgrades a registry from before replicas were recorded, keeping its devices', async () => {
+    const name = `reg_${++n}`;
+    const url = await postgres.createDatabase(name);
+    const old = new PostgresDatabase(url, { poolSize: 1 });
+    try {
+      await old.migrate({
+        table: 'schema_migrations',
+        lockId: 1,
+        migrations: POSTGRES_MIGRATIONS.slice(0, 1),
+      });
+      await old.query(
+        `INSERT INTO devices (id, kind, status, online, last_seen, created_at, updated_at)
+         VALUES ('u1', 'device', 'active', TRUE, 5, 1, 1)`,
+      );
+    } finally {
+      await old.close();
+    }
+    const store = new PostgresRegistryStore(url);
+    try {
+      await store.migrate();
+      expect((await store.getDevice('u1'))?.connectivity).toEqual({
+        online: true,
+        lastSeen: 5,
+        disconnectReason: null,
+      });
+      // Recorded by no replica known: only "every online device" reaches it.
+      expect(await store.markReplicaOffline('r1', 'server_restart')).toEqual([]);
+      expect(await store.markReplicaOffline(null, 'server_restart')).toEqual([
+        { deviceId: 'u1', lastSeen: 5 },
+      ]);
+    } finally {
+      await store.close();
     }
   });
 

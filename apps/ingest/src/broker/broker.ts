@@ -47,6 +47,7 @@ import {
 import { ConnectivityTracker, WindowCounter } from './connectivity.js';
 import { loadTlsCredentials } from './dev-certificate.js';
 import { GuardedConnection } from './guarded-connection.js';
+import { LostSessions } from './lost-sessions.js';
 
 /** Largest CONNECT packet: client id, username and a device JWT fit easily. */
 const MAX_CONNECT_BYTES = 8 * 1024;
@@ -111,7 +112,7 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
   private httpServer: HttpServer | undefined;
   private readonly sessions = new Map<Client, DeviceSession>();
   private readonly expiry = new Map<Client, NodeJS.Timeout>();
-  private readonly connectivity = new ConnectivityTracker();
+  private readonly connectivity: ConnectivityTracker;
   private readonly pendingStates = new Map<
     string,
     { state: unknown; pending: number; at: number }
@@ -141,8 +142,10 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
     private readonly events: RegistryEvents,
     private readonly adapterHost: HttpAdapterHost,
     private readonly live: LiveEvents,
+    private readonly lostSessions: LostSessions,
   ) {
     this.log = logger.child({ module: 'broker' });
+    this.connectivity = new ConnectivityTracker(config.replicaId);
     this.sessionsGauge = new Gauge({
       name: 'outpost_ingest_mqtt_sessions',
       help: 'Authenticated MQTT sessions',
@@ -164,6 +167,9 @@ export class Broker implements OnApplicationBootstrap, BeforeApplicationShutdown
   }
 
   async onApplicationBootstrap(): Promise<void> {
+    // Devices the registry shows online through a previous run of this process are not:
+    // recorded offline before any of them can connect again.
+    await this.lostSessions.serverStarted();
     // Cluster mode: sessions, subscriptions and QoS 1 in-flight and offline messages live in
     // Redis, and every publish reaches every replica (cluster/aedes-redis.ts).
     if (this.config.redisUrl) {

@@ -8,9 +8,12 @@ export class ConnectivityTracker {
   private readonly pending = new Map<string, ConnectivityUpdate>();
   private readonly online = new Set<string>();
 
+  /** `replica`: this replica's id, recorded with every online update. */
+  constructor(private readonly replica: string) {}
+
   connected(deviceId: string, now: number): void {
     this.online.add(deviceId);
-    this.pending.set(deviceId, { deviceId, online: true, lastSeen: now, disconnectReason: null });
+    this.pending.set(deviceId, this.onlineUpdate(deviceId, now));
   }
 
   disconnected(deviceId: string, reason: string, now: number): void {
@@ -20,6 +23,7 @@ export class ConnectivityTracker {
       online: false,
       lastSeen: now,
       disconnectReason: reason,
+      replica: null,
     });
   }
 
@@ -39,9 +43,8 @@ export class ConnectivityTracker {
   seen(deviceId: string, now: number): void {
     const p = this.pending.get(deviceId);
     if (p) p.lastSeen = Math.max(p.lastSeen, now);
-    else if (this.online.has(deviceId)) {
-      this.pending.set(deviceId, { deviceId, online: true, lastSeen: now, disconnectReason: null });
-    }
+    else if (this.online.has(deviceId))
+      this.pending.set(deviceId, this.onlineUpdate(deviceId, now));
   }
 
   isOnline(deviceId: string): boolean {
@@ -58,6 +61,32 @@ export class ConnectivityTracker {
     this.pending.clear();
     return updates;
   }
+
+  private onlineUpdate(deviceId: string, now: number): ConnectivityUpdate {
+    return { deviceId, online: true, lastSeen: now, disconnectReason: null, replica: this.replica };
+  }
+}
+
+/**
+ * Disconnect reasons of sessions that ended with their replica's process, which could not
+ * record them: `server_restart`, recorded by the replica when it starts again, and
+ * `replica_lost`, recorded by a survivor once the replica is found dead for good.
+ */
+export const LOST_SESSION = {
+  serverRestart: 'server_restart',
+  replicaLost: 'replica_lost',
+} as const;
+
+/**
+ * Whose devices a starting replica records offline (`markReplicaOffline`) before it accepts
+ * connections. No session outlives its process, so a device the registry shows online
+ * through this replica was left by a run that died without recording it offline (kill -9,
+ * power loss). Alone, the registry is this process's own: every online device. Shared with
+ * other replicas, only those recorded under this replica id: the others' devices are theirs,
+ * and a replica gone for good is marked by the survivor that adopts its outbox.
+ */
+export function staleAtStart(registryShared: boolean, replicaId: string): string | null {
+  return registryShared ? replicaId : null;
 }
 
 /**

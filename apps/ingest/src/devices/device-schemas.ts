@@ -79,7 +79,12 @@ export const deviceViewSchema = z.object({
     state: z.enum(['online', 'offline', 'buffering', 'never_connected', 'revoked']),
     online: z.boolean(),
     lastSeen: z.iso.datetime().nullable(),
-    disconnectReason: z.string().nullable(),
+    disconnectReason: z
+      .string()
+      .nullable()
+      .describe(
+        'Why the last session ended (apps/ingest/README.md lists every reason), e.g. client_disconnect, keepalive_timeout, server_restart (the ingest was killed and started again), replica_lost (the replica holding the session died for good)',
+      ),
   }),
   outbox: z
     .object({ pending: z.number(), bytes: z.number(), oldestS: z.number(), dropped: z.number() })

@@ -76,6 +76,16 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'connectivity_replica',
+    // The replica that recorded a device online, so the devices of a process that died
+    // without recording them offline can be found; indexed over online devices only.
+    sql: `
+      ALTER TABLE devices ADD COLUMN replica TEXT;
+      CREATE INDEX devices_online_replica ON devices (replica) WHERE online = 1;
+    `,
+  },
 ];
 
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
@@ -145,6 +155,14 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
         private_jwk JSONB NOT NULL,
         created_at BIGINT NOT NULL
       );
+    `,
+  },
+  {
+    version: 2,
+    name: 'connectivity_replica',
+    sql: `
+      ALTER TABLE devices ADD COLUMN replica TEXT;
+      CREATE INDEX devices_online_replica ON devices (replica) WHERE online;
     `,
   },
 ];

@@ -15,6 +15,7 @@ import {
   type DeviceRecord,
   type EnrollmentOutcome,
   type EnrollmentRecord,
+  type MarkedOffline,
   type NewDevice,
   type PublicKeyRecord,
   type RegistryStore,
@@ -243,14 +244,15 @@ export class PostgresRegistryStore implements RegistryStore {
     // Rows are locked in id order so concurrent batches from several replicas cannot deadlock.
     await this.db.query(
       `WITH u AS (
-         SELECT * FROM unnest($1::text[], $2::boolean[], $3::bigint[], $4::text[])
-           AS u (id, online, last_seen, disconnect_reason)
+         SELECT * FROM unnest($1::text[], $2::boolean[], $3::bigint[], $4::text[], $5::text[])
+           AS u (id, online, last_seen, disconnect_reason, replica)
        ), locked AS (
          SELECT d.id FROM devices d JOIN u ON u.id = d.id ORDER BY d.id COLLATE "C" FOR UPDATE OF d
        )
        UPDATE devices d SET online = u.online,
          last_seen = GREATEST(coalesce(d.last_seen, 0), u.last_seen),
-         disconnect_reason = u.disconnect_reason
+         disconnect_reason = u.disconnect_reason,
+         replica = u.replica
        FROM u JOIN locked ON locked.id = u.id
        WHERE d.id = u.id`,
       [
@@ -258,8 +260,31 @@ export class PostgresRegistryStore implements RegistryStore {
         merged.map((u) => u.online),
         merged.map((u) => u.lastSeen),
         merged.map((u) => u.disconnectReason),
+        merged.map((u) => u.replica),
       ],
     );
+  }
+
+  async markReplicaOffline(replica: string | null, reason: string): Promise<MarkedOffline[]> {
+    // Locked in id order, as recordConnectivity locks, so a survivor's batch recording some
+    // of these devices online again cannot deadlock with this. A row changed meanwhile is
+    // checked again once its lock is granted: one now online through another replica is
+    // left alone.
+    const ofReplica = (table: string) => (replica === null ? '' : `AND ${table}.replica = $2`);
+    const rows = await this.db.query<{ id: string; last_seen: number | null }>(
+      `WITH locked AS (
+         SELECT id FROM devices WHERE online ${ofReplica('devices')}
+         ORDER BY id COLLATE "C" FOR UPDATE
+       )
+       UPDATE devices d SET online = FALSE, disconnect_reason = $1, replica = NULL
+       FROM locked
+       WHERE d.id = locked.id AND d.online ${ofReplica('d')}
+       RETURNING d.id, d.last_seen`,
+      replica === null ? [reason] : [reason, replica],
+    );
+    return rows
+      .map((r) => ({ deviceId: r.id, lastSeen: r.last_seen }))
+      .sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
   }
 
   async recordReportedState(

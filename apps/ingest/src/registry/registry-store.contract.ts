@@ -184,7 +184,7 @@ export function registryStoreContract(
     it('revokes idempotently and keeps the first revocation time', async () => {
       await store.insertDevices([{ id: 'r1', kind: 'device' }], T0);
       await store.recordConnectivity([
-        { deviceId: 'r1', online: true, lastSeen: T0 + 1, disconnectReason: null },
+        { deviceId: 'r1', online: true, lastSeen: T0 + 1, disconnectReason: null, replica: 'r1' },
       ]);
       const r = await store.revokeDevice('r1', T0 + 5);
       expect(r).toMatchObject({
@@ -210,13 +210,25 @@ export function registryStoreContract(
         await store.completeEnrollment(`jti-conn000${i}`, key(`kc-${i}`), T0);
       }
       await store.recordConnectivity([
-        { deviceId: 'c1', online: true, lastSeen: T0 + 100, disconnectReason: null },
-        { deviceId: 'c2', online: false, lastSeen: T0 + 50, disconnectReason: 'keepalive' },
-        { deviceId: 'c3', online: false, lastSeen: T0 + 50, disconnectReason: 'network' },
+        { deviceId: 'c1', online: true, lastSeen: T0 + 100, disconnectReason: null, replica: 'r1' },
+        {
+          deviceId: 'c2',
+          online: false,
+          lastSeen: T0 + 50,
+          disconnectReason: 'keepalive',
+          replica: null,
+        },
+        {
+          deviceId: 'c3',
+          online: false,
+          lastSeen: T0 + 50,
+          disconnectReason: 'network',
+          replica: null,
+        },
       ]);
       // last_seen never moves backwards.
       await store.recordConnectivity([
-        { deviceId: 'c1', online: true, lastSeen: T0 + 10, disconnectReason: null },
+        { deviceId: 'c1', online: true, lastSeen: T0 + 10, disconnectReason: null, replica: 'r1' },
       ]);
       await store.recordReportedState('c2', { v: 1, outbox: { pending: 42 } }, 42, T0 + 60);
       const c1 = await store.getDevice('c1');
@@ -236,6 +248,101 @@ export function registryStoreContract(
       expect(await ids('online')).toEqual(['c1']);
       expect(await ids('offline')).toEqual(['c2', 'c3']);
       expect(await ids('buffering')).toEqual(['c2']);
+    });
+
+    describe('markReplicaOffline', () => {
+      const online = (deviceId: string, lastSeen: number, replica: string | null) => ({
+        deviceId,
+        online: true,
+        lastSeen,
+        disconnectReason: null,
+        replica,
+      });
+      const connectivityOf = async (id: string) => (await store.getDevice(id))?.connectivity;
+
+      beforeEach(async () => {
+        await store.insertDevices(
+          ['m1', 'm2', 'm3', 'm4', 'm5'].map((id) => ({ id, kind: 'device' as const })),
+          T0,
+        );
+        await store.recordConnectivity([
+          online('m1', T0 + 10, 'r1'),
+          online('m2', T0 + 20, 'r1'),
+          online('m3', T0 + 30, 'r2'),
+          {
+            deviceId: 'm4',
+            online: false,
+            lastSeen: T0 + 40,
+            disconnectReason: 'keepalive_timeout',
+            replica: null,
+          },
+        ]);
+      });
+
+      it("records offline the replica's online devices only, keeping last seen", async () => {
+        // m2 reconnected through r2 before r1 was found dead: its row names r2 now.
+        await store.recordConnectivity([online('m2', T0 + 50, 'r2')]);
+        expect(await store.markReplicaOffline('r1', 'replica_lost')).toEqual([
+          { deviceId: 'm1', lastSeen: T0 + 10 },
+        ]);
+        expect(await connectivityOf('m1')).toEqual({
+          online: false,
+          lastSeen: T0 + 10,
+          disconnectReason: 'replica_lost',
+        });
+        expect(await connectivityOf('m2')).toEqual({
+          online: true,
+          lastSeen: T0 + 50,
+          disconnectReason: null,
+        });
+        expect(await connectivityOf('m3')).toMatchObject({ online: true });
+        // Offline or never connected: untouched.
+        expect(await connectivityOf('m4')).toEqual({
+          online: false,
+          lastSeen: T0 + 40,
+          disconnectReason: 'keepalive_timeout',
+        });
+        expect(await connectivityOf('m5')).toEqual({
+          online: false,
+          lastSeen: null,
+          disconnectReason: null,
+        });
+        // Nothing left to change the second time; other replicas' devices stay.
+        expect(await store.markReplicaOffline('r1', 'replica_lost')).toEqual([]);
+        expect(await store.markReplicaOffline('r9', 'replica_lost')).toEqual([]);
+        expect(await connectivityOf('m3')).toMatchObject({ online: true });
+      });
+
+      it('with no replica, records every online device offline, whoever recorded it', async () => {
+        expect(await store.markReplicaOffline(null, 'server_restart')).toEqual([
+          { deviceId: 'm1', lastSeen: T0 + 10 },
+          { deviceId: 'm2', lastSeen: T0 + 20 },
+          { deviceId: 'm3', lastSeen: T0 + 30 },
+        ]);
+        for (const id of ['m1', 'm2', 'm3']) {
+          expect(await connectivityOf(id)).toMatchObject({
+            online: false,
+            disconnectReason: 'server_restart',
+          });
+        }
+        expect((await connectivityOf('m4'))?.disconnectReason).toBe('keepalive_timeout');
+        expect(await store.markReplicaOffline(null, 'server_restart')).toEqual([]);
+      });
+
+      it('a device recorded online again is online, and belongs to its new replica', async () => {
+        await store.markReplicaOffline('r1', 'server_restart');
+        await store.recordConnectivity([online('m1', T0 + 60, 'r2')]);
+        expect(await connectivityOf('m1')).toEqual({
+          online: true,
+          lastSeen: T0 + 60,
+          disconnectReason: null,
+        });
+        expect(await store.markReplicaOffline('r1', 'server_restart')).toEqual([]);
+        expect(await store.markReplicaOffline('r2', 'replica_lost')).toEqual([
+          { deviceId: 'm1', lastSeen: T0 + 60 },
+          { deviceId: 'm3', lastSeen: T0 + 30 },
+        ]);
+      });
     });
 
     it('stores API tokens by hash, revokes them and throttles last-used writes', async () => {

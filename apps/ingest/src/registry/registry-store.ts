@@ -120,6 +120,18 @@ export interface ConnectivityUpdate {
   online: boolean;
   lastSeen: number;
   disconnectReason: string | null;
+  /**
+   * The replica holding the device's session (`config.replicaId`) when online; null when
+   * offline. Recorded so the devices a replica leaves behind when it dies without a word
+   * can be found and marked offline (`markReplicaOffline`).
+   */
+  replica: string | null;
+}
+
+/** A device `markReplicaOffline` recorded offline, and when it was last seen. */
+export interface MarkedOffline {
+  deviceId: string;
+  lastSeen: number | null;
 }
 
 export class DeviceExists extends AppError {
@@ -153,6 +165,13 @@ export interface RegistryStore {
   /** Finds the device that holds the key with this kid. */
   deviceByKid(kid: string): Promise<DeviceRecord | null>;
   recordConnectivity(updates: readonly ConnectivityUpdate[]): Promise<void>;
+  /**
+   * Records offline, with `reason`, every device online through `replica` (null: every
+   * online device, whichever replica recorded it), keeping its last-seen time. A device
+   * recorded online by another replica since is not touched. Returns the devices changed,
+   * in id order.
+   */
+  markReplicaOffline(replica: string | null, reason: string): Promise<MarkedOffline[]>;
   recordReportedState(
     deviceId: string,
     state: unknown,

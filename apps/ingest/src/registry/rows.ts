@@ -25,6 +25,7 @@ export interface DeviceRow {
   online: number | boolean;
   last_seen: number | null;
   disconnect_reason: string | null;
+  replica: string | null;
   reported_state: Json;
   reported_at: number | null;
   outbox_pending: number;

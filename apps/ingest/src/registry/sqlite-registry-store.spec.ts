@@ -1,6 +1,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { SqliteDatabase } from '../storage/sqlite-database.js';
+import { SQLITE_MIGRATIONS } from './migrations.js';
 import { registryStoreContract } from './registry-store.contract.js';
 import { SqliteRegistryStore } from './sqlite-registry-store.js';
 
@@ -17,3 +20,41 @@ registryStoreContract(
   },
   async () => rmSync(dir, { recursive: true, force: true }),
 );
+
+describe('SqliteRegistryStore upgrade', () => {
+  it('upgrades a registry from before replicas were recorded, keeping its devices', async () => {
+    const own = mkdtempSync(join(tmpdir(), 'outpost-registry-upgrade-'));
+    const path = join(own, 'registry.db');
+    const old = new SqliteDatabase(path);
+    old.migrate({
+      table: 'schema_migrations',
+      migrations: SQLITE_MIGRATIONS.slice(0, 1),
+      transactions: 'each',
+    });
+    old.db
+      .prepare(
+        `INSERT INTO devices (id, kind, status, online, last_seen, created_at, updated_at)
+         VALUES ('u1', 'device', 'active', 1, 5, 1, 1)`,
+      )
+      .run();
+    old.close();
+
+    const store = new SqliteRegistryStore(path);
+    try {
+      await store.migrate();
+      expect((await store.getDevice('u1'))?.connectivity).toEqual({
+        online: true,
+        lastSeen: 5,
+        disconnectReason: null,
+      });
+      // Recorded by no replica known: only "every online device" reaches it.
+      expect(await store.markReplicaOffline('r1', 'server_restart')).toEqual([]);
+      expect(await store.markReplicaOffline(null, 'server_restart')).toEqual([
+        { deviceId: 'u1', lastSeen: 5 },
+      ]);
+    } finally {
+      await store.close();
+      rmSync(own, { recursive: true, force: true });
+    }
+  });
+});

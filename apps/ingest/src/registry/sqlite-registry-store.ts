@@ -11,6 +11,7 @@ import {
   type DeviceRecord,
   type EnrollmentOutcome,
   type EnrollmentRecord,
+  type MarkedOffline,
   type NewDevice,
   type PublicKeyRecord,
   type RegistryStore,
@@ -202,13 +203,26 @@ export class SqliteRegistryStore implements RegistryStore {
   async recordConnectivity(updates: readonly ConnectivityUpdate[]): Promise<void> {
     const stmt = this.db.prepare(
       `UPDATE devices SET online = ?, last_seen = max(coalesce(last_seen, 0), ?),
-         disconnect_reason = ? WHERE id = ?`,
+         disconnect_reason = ?, replica = ? WHERE id = ?`,
     );
     this.db.transaction(() => {
       for (const u of updates) {
-        stmt.run(u.online ? 1 : 0, u.lastSeen, u.disconnectReason, u.deviceId);
+        stmt.run(u.online ? 1 : 0, u.lastSeen, u.disconnectReason, u.replica, u.deviceId);
       }
     })();
+  }
+
+  async markReplicaOffline(replica: string | null, reason: string): Promise<MarkedOffline[]> {
+    const rows = this.db
+      .prepare<(string | null)[], { id: string; last_seen: number | null }>(
+        `UPDATE devices SET online = 0, disconnect_reason = ?, replica = NULL
+         WHERE online = 1 ${replica === null ? '' : 'AND replica = ?'}
+         RETURNING id, last_seen`,
+      )
+      .all(...(replica === null ? [reason] : [reason, replica]));
+    return rows
+      .map((r) => ({ deviceId: r.id, lastSeen: r.last_seen }))
+      .sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
   }
 
   async recordReportedState(

@@ -107,7 +107,12 @@ describe('OutboxAdoption', () => {
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  const adoption = (replicaId: string, store: TelemetryStore, adoptAfterMs = 0) =>
+  const adoption = (
+    replicaId: string,
+    store: TelemetryStore,
+    adoptAfterMs = 0,
+    onReplicaLost?: (replicaId: string) => Promise<void>,
+  ) =>
     new OutboxAdoption({
       dir,
       replicaId,
@@ -118,6 +123,7 @@ describe('OutboxAdoption', () => {
       clock,
       random: () => 0.5,
       logger: pino({ level: 'silent' }),
+      ...(onReplicaLost ? { onReplicaLost } : {}),
     });
 
   it('drains the file of a replica whose lease is free, once, then removes it and releases', async () => {
@@ -153,6 +159,41 @@ describe('OutboxAdoption', () => {
     expect(results.flat()).toEqual(['dead']);
     expect(written).toHaveLength(100);
     expect(new Set(written.map((p) => p.timeMs)).size).toBe(100);
+  });
+
+  it('reports each dead replica lost once, before draining, even when its file is empty', async () => {
+    await fillOutbox(join(dir, 'dead.db'), 2, 5);
+    await fillOutbox(join(dir, 'idle.db'), 0, 0);
+    await fillOutbox(join(dir, 'alive.db'), 1, 5);
+    await fillOutbox(join(dir, 'me.single.db'), 1, 5);
+    const owner = leasesOf(table, 'alive/run').lease('outbox:alive');
+    expect(await owner.tryAcquire()).toBe(true);
+    const { store, written } = memoryStore();
+    const lost: { replica: string; writtenBefore: number }[] = [];
+    const onLost = async (replica: string) => {
+      lost.push({ replica, writtenBefore: written.length });
+    };
+    const survivor = adoption('me', store, 0, onLost);
+    expect(await survivor.scan()).toEqual(['dead', 'idle', 'me.single']);
+    // The outbox left from running alone belongs to no replica of the cluster.
+    expect(lost).toEqual([
+      { replica: 'dead', writtenBefore: 0 },
+      { replica: 'idle', writtenBefore: 10 },
+    ]);
+    expect(await survivor.scan()).toEqual([]);
+    expect(await adoption('other', store, 0, onLost).scan()).toEqual([]);
+    expect(lost).toHaveLength(2);
+    await owner.stop();
+  });
+
+  it('drains the file even when the dead replica cannot be reported lost', async () => {
+    await fillOutbox(join(dir, 'dead.db'), 1, 5);
+    const { store, written } = memoryStore();
+    const failing = async () => {
+      throw new Error('registry unreachable');
+    };
+    expect(await adoption('me', store, 0, failing).scan()).toEqual(['dead']);
+    expect(written).toHaveLength(5);
   });
 
   it('keeps batches the store refuses aside, out of the next scans', async () => {

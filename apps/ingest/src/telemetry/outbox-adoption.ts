@@ -13,6 +13,8 @@ import type { TelemetryStore } from './telemetry-store.js';
  * `<replica id>.single.db`, the outbox a replica had before it joined a cluster.
  */
 const OUTBOX_FILE = /^([A-Za-z0-9._-]{1,80})\.db$/;
+/** The owner part of `<replica id>.single.db`: an outbox no running replica wrote. */
+const SINGLE_SUFFIX = '.single';
 /** Longest pause between two drain steps while the store backs off. */
 const MAX_WAIT_MS = 1_000;
 
@@ -31,6 +33,11 @@ export interface OutboxAdoptionOptions {
   random: () => number;
   logger: Logger;
   metrics?: Registry;
+  /**
+   * Called with a replica's id once it is found dead (its lease taken, its file there, empty
+   * or not), before its file is drained: its devices' sessions died with it.
+   */
+  onReplicaLost?: (replicaId: string) => Promise<void>;
 }
 
 export type DrainOutcome =
@@ -128,16 +135,33 @@ export class OutboxAdoption {
       lease.start();
       this.log.warn({ owner }, 'adopting the outbox of a replica whose lease expired');
       try {
-        // The file may have been drained by another survivor just before we got the lease.
+        // The file may have been drained by another survivor just before we got the lease;
+        // that survivor reported the replica lost.
         const path = join(this.options.dir, name);
-        if (existsSync(path) && (await this.drainFile(path, lease)) === 'drained') {
-          adopted.push(owner);
-        }
+        if (!existsSync(path)) continue;
+        await this.replicaLost(owner);
+        if ((await this.drainFile(path, lease)) === 'drained') adopted.push(owner);
       } finally {
         await lease.stop();
       }
     }
     return adopted;
+  }
+
+  /**
+   * Once per dead replica: its file goes once drained, and with it the reason to look again.
+   * An interrupted drain leaves the file to the next adopter, which reports the replica
+   * again and finds nothing left to change. A failure is logged, not retried: draining the
+   * batches comes first.
+   */
+  private async replicaLost(owner: string): Promise<void> {
+    const replica = outboxReplica(owner);
+    if (replica === null || !this.options.onReplicaLost) return;
+    try {
+      await this.options.onReplicaLost(replica);
+    } catch (err) {
+      this.log.error({ err, replica }, 'could not record the devices of a dead replica offline');
+    }
   }
 
   /**
@@ -203,6 +227,14 @@ export class OutboxAdoption {
     );
     return 'drained';
   }
+}
+
+/**
+ * The replica whose outbox file has this owner part (`<owner>.db`); null for the outbox a
+ * replica left from running alone, which no session of the cluster is tied to.
+ */
+export function outboxReplica(owner: string): string | null {
+  return owner.endsWith(SINGLE_SUFFIX) ? null : owner;
 }
 
 /** `-wal` and `-shm` are empty after a clean close; gone with their database. */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Inject, Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
+import { LostSessions } from '../broker/lost-sessions.js';
 import { LEASES, type Lease, type Leases } from '../cluster/lease.js';
 import { OUTBOX_LEASE } from '../cluster/lease-providers.js';
 import type { IngestConfig } from '../config.js';
@@ -49,7 +50,8 @@ export function outboxPath(config: IngestConfig, shared: boolean): string {
  * unreachable past the TTL) suspends accepting and draining, since a survivor may adopt the
  * file once the grace period passes; getting it back resumes both, unless the file was
  * adopted meanwhile, in which case the outbox stays suspended until a restart opens a new
- * one. Meanwhile this replica drains the files of replicas that died (outbox-adoption.ts).
+ * one. Meanwhile this replica drains the files of replicas that died (outbox-adoption.ts)
+ * and records their devices offline (lost-sessions.ts).
  */
 @Injectable()
 export class TelemetryPipeline implements OnModuleInit, OnApplicationShutdown {
@@ -74,6 +76,7 @@ export class TelemetryPipeline implements OnModuleInit, OnApplicationShutdown {
     @Inject(METRICS) metrics: Registry,
     @Inject(LEASES) leases: Leases,
     @Inject(OUTBOX_LEASE) private readonly lease: Lease,
+    lostSessions?: LostSessions,
   ) {
     this.log = logger.child({ module: 'telemetry' });
     this.store = openTelemetryStore(config);
@@ -107,6 +110,9 @@ export class TelemetryPipeline implements OnModuleInit, OnApplicationShutdown {
           random: () => random.unit(),
           logger,
           metrics,
+          ...(lostSessions
+            ? { onReplicaLost: (replicaId: string) => lostSessions.replicaLost(replicaId) }
+            : {}),
         })
       : undefined;
   }
