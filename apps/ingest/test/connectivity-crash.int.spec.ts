@@ -1,9 +1,9 @@
-import { signDeviceJwt } from '@outpost/signing/device-jwt';
 import type { KeyPair } from '@outpost/signing/keys';
 import { type IngestHandle, startIngest } from '@outpost/test-kit/ingest';
 import { useServices } from '@outpost/test-kit/vitest';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { describe, expect, it } from 'vitest';
+import { connectDevice } from './support/cluster-devices.js';
 import { type ApiClient, apiClient, enrollDevice, waitUntil } from './support/ingest-app.js';
 
 // Real parts: the built ingest as a separate process on SQLite (as deployed alone), mqtt.js
@@ -18,20 +18,9 @@ interface Connectivity {
   disconnectReason: string | null;
 }
 
-async function connectAs(
-  ingest: IngestHandle,
-  deviceId: string,
-  pair: KeyPair,
-): Promise<MqttClient> {
-  const { token } = await signDeviceJwt(pair.privateJwk, { deviceId });
-  return mqtt.connectAsync(ingest.mqttUrl, {
-    protocolVersion: 4,
-    clientId: deviceId,
-    username: deviceId,
-    password: token,
-    reconnectPeriod: 0,
-    clean: true,
-  });
+/** A device's MQTT session on the ingest, with a fresh device JWT. */
+function connectAs(ingest: IngestHandle, deviceId: string, pair: KeyPair): Promise<MqttClient> {
+  return connectDevice(ingest.mqttUrl, { id: deviceId, pair });
 }
 
 async function connectivity(api: ApiClient, deviceId: string): Promise<Connectivity> {

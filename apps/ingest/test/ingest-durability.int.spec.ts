@@ -1,14 +1,13 @@
 import { topics } from '@outpost/protocol/topics';
 import { signBatch } from '@outpost/signing/batch';
-import { signDeviceJwt } from '@outpost/signing/device-jwt';
 import type { KeyPair } from '@outpost/signing/keys';
 import { startInfluxDb1 } from '@outpost/test-kit/influxdb1';
 import { type IngestHandle, startIngest } from '@outpost/test-kit/ingest';
 import { startVictoriaMetrics } from '@outpost/test-kit/victoria-metrics';
 import { useServices } from '@outpost/test-kit/vitest';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import { describe, expect, it } from 'vitest';
-import { signedBatches } from './support/cluster-devices.js';
+import { connectDevice, signedBatches } from './support/cluster-devices.js';
 import { apiClient, enrollDevice, waitUntil } from './support/ingest-app.js';
 
 // Real parts: the built ingest as a separate process (as deployed), victoria-metrics and
@@ -22,20 +21,9 @@ async function setUp(ingest: IngestHandle, gatewayId: string) {
   return { api, pair };
 }
 
-async function connectAs(
-  ingest: IngestHandle,
-  deviceId: string,
-  pair: KeyPair,
-): Promise<MqttClient> {
-  const { token } = await signDeviceJwt(pair.privateJwk, { deviceId });
-  return mqtt.connectAsync(ingest.mqttUrl, {
-    protocolVersion: 4,
-    clientId: deviceId,
-    username: deviceId,
-    password: token,
-    reconnectPeriod: 0,
-    clean: true,
-  });
+/** A device's MQTT session on the ingest, with a fresh device JWT. */
+function connectAs(ingest: IngestHandle, deviceId: string, pair: KeyPair): Promise<MqttClient> {
+  return connectDevice(ingest.mqttUrl, { id: deviceId, pair });
 }
 
 /** Signed batches, by default starting two hours ago (see support/cluster-devices.ts). */

@@ -28,7 +28,7 @@ export async function enroll(api: ApiClient, id: string): Promise<ClusterDevice>
 /** Connects `device` to `url` (a replica, or the balancer); resolves on CONNACK. */
 export async function connectDevice(
   url: string,
-  device: ClusterDevice,
+  device: Pick<ClusterDevice, 'id' | 'pair'>,
   options: IClientOptions = {},
 ): Promise<MqttClient> {
   const { token } = await signDeviceJwt(device.pair.privateJwk, { deviceId: device.id });
