@@ -10,7 +10,7 @@ import { runSessions, sessionsTable } from './sessions.js';
  * `bench-results/ingest-e2e.json` and `bench-results/ingest-sessions.json`.
  *
  *   node bench/dist/run.js [e2e] [sessions] [--duration 20] [--gateways 20] [--window 8]
- *     [--generators 2] [--pool 5000000] [--sides outpost,peer,cluster-1,cluster-3] [--profile]
+ *     [--generators 2] [--pool 8000000] [--sides outpost,peer,cluster-1,cluster-3] [--profile]
  *     [--sessions 10000] [--step 1000]
  */
 const { values, positionals } = parseArgs({
@@ -20,7 +20,7 @@ const { values, positionals } = parseArgs({
     gateways: { type: 'string', default: '20' },
     window: { type: 'string', default: '8' },
     generators: { type: 'string', default: '2' },
-    pool: { type: 'string', default: '5000000' },
+    pool: { type: 'string', default: '8000000' },
     sides: { type: 'string', default: 'outpost,peer,cluster-1,cluster-3' },
     stall: { type: 'string', default: '20' },
     profile: { type: 'boolean', default: false },
