@@ -39,7 +39,7 @@ import { readRemoteConfig, writeRemoteConfig } from './remote-config-store.js';
 import { LocalMqttSource } from './sources/local-mqtt-source.js';
 import { SerialSource } from './sources/serial-source.js';
 import type { PortStatus, Source } from './sources/source.js';
-import { buildReportedState } from './state/reported-state.js';
+import { buildChildStates, buildReportedState } from './state/reported-state.js';
 import { CommandReceiver } from './uplink/commands.js';
 import { DeviceTokens } from './uplink/device-token.js';
 import { HttpTelemetry } from './uplink/http-telemetry.js';
@@ -247,6 +247,8 @@ export class Agent {
       tokens,
       subscriptions: [topics.commands(deviceId)],
       optionalSubscriptions: children.map((id) => topics.commands(id)),
+      // The children whose state may now be published (publishState).
+      onOptionalSubscribed: () => this.requestState(),
       random,
       monotonic,
       backoff: { initialMs: config.uplink.backoff.initial, maxMs: config.uplink.backoff.max },
@@ -305,6 +307,13 @@ export class Agent {
             logger: sourceLog,
           }),
     );
+    for (const source of this.#sources) {
+      if (!(source instanceof SerialSource)) continue;
+      // A child that (re)identified itself, after a flash say: its state shows it soon.
+      source.onFrame((frame) => {
+        if (frame.kind === 'id') this.requestState();
+      });
+    }
     const otaLog = log.child({ module: 'ota' });
     const selfInstaller = new SelfInstaller({
       gatewayId: deviceId,
@@ -448,17 +457,29 @@ export class Agent {
     if (!this.#session.up) return;
     this.#lastStateAt = this.#deps.monotonic();
     try {
+      const ports = this.ports();
       const state = buildReportedState({
         agentVersion: AGENT_VERSION,
         uptimeS: (this.#deps.monotonic() - this.#startedAt) / 1000,
         outbox: this.outbox.stats(),
-        ports: this.ports(),
+        ports,
         configVersion: this.#configVersion,
         nowMs: this.#deps.now(),
       });
       await this.#session.publish(topics.state(this.deviceId), JSON.stringify(state), true);
       this.#cloudAcked = true;
       this.metrics.statePublished.inc();
+      for (const child of buildChildStates(ports, this.#deps.now())) {
+        // The broker grants a child's commands topic exactly while the registry names this
+        // gateway its parent, which is also when it may publish under the child's id (§4);
+        // a publish it may not make would close the session.
+        if (!this.#session.granted(topics.commands(child.deviceId))) continue;
+        await this.#session.publish(
+          topics.state(child.deviceId),
+          JSON.stringify(child.state),
+          true,
+        );
+      }
     } catch (err) {
       this.#log.debug({ err }, 'state not published');
     }

@@ -193,6 +193,25 @@ describe('a rollout to the serial children of a gateway', { timeout: 90_000 }, (
     expect(sickStats.firmware.updates).toBe(1);
     expect(sickStats.firmware.reverts).toBe(1);
 
+    // And what the registry shows: the gateway publishes each child's reported state.
+    for (const [id, version] of [
+      ...HEALTHY.map((h) => [h, '2.0.0'] as const),
+      [SICKLY, '1.0.0'] as const,
+    ]) {
+      await waitFor(
+        async () => {
+          const { body } = await apiOf(ingest)('GET', `/api/v1/devices/${id}`);
+          const state = body.reportedState as { firmware?: { version?: string } } | null;
+          return state?.firmware?.version === version;
+        },
+        {
+          what: `${id} reported as running ${version}`,
+          timeoutMs: 20_000,
+          process: agent!.process,
+        },
+      );
+    }
+
     // Every child's readings still reach the ingest after the rollout ended.
     const finishedAt = Date.parse(rollout.finishedAt!);
     for (const id of CHILDREN) {

@@ -54,7 +54,7 @@ describe('serial devices to the cloud', () => {
     await work?.cleanup();
   });
 
-  it('stores exactly what the simulated devices sent, and reports their ports open', async () => {
+  it('stores exactly what the simulated devices sent, and reports their ports and firmware', async () => {
     agent = await startAgent({
       dir: work.path,
       dataDir: work.join('data'),
@@ -89,6 +89,8 @@ describe('serial devices to the cloud', () => {
             '20',
             '--seed',
             String(i + 1),
+            '--firmware',
+            `1.0.${i}`,
             '--wait-for-id',
             '--stats-file',
             work.join(`${device}.json`),
@@ -145,6 +147,22 @@ describe('serial devices to the cloud', () => {
     expect(reported.map((p) => p.path).sort()).toEqual(pairs.map((p) => p.appPath).sort());
     expect(await agent.metric('outpost_agent_readings_total', { outcome: 'outboxed' })).toBe(
       sent.reduce((n, s) => n + s.t! + s.h!, 0),
+    );
+    // The gateway reports each child's firmware, as its `ID` line named it.
+    for (const [i, d] of DEVICES.entries()) {
+      await waitFor(
+        async () => {
+          const { body } = await apiOf(ingest)('GET', `/api/v1/devices/${d}`);
+          const state = body.reportedState as { firmware?: { version?: string } } | null;
+          return state?.firmware?.version === `1.0.${i}`;
+        },
+        { what: `${d} reported as running 1.0.${i}`, timeoutMs: 20_000 },
+      );
+    }
+    // Each child's state went out under its id, which the broker allows a gateway for its
+    // registered children only: one session all along.
+    expect(await agent.metric('outpost_agent_uplink_connects_total', { result: 'accepted' })).toBe(
+      1,
     );
   });
 });

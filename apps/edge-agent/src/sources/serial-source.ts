@@ -67,6 +67,7 @@ export class SerialSource implements Source {
   #resolvedPath: string | undefined;
   #identity: DeviceIdentity | undefined;
   #lastFrameAt: number | undefined;
+  #identifiedAt: number | undefined;
   /** Last arrival time given to a line (epoch ms), so each line gets its own instant. */
   #lastArrivalMs = 0;
   #lines = 0;
@@ -177,6 +178,7 @@ export class SerialSource implements Source {
     if (this.#resolvedPath !== undefined) status.resolvedPath = this.#resolvedPath;
     if (this.#identity !== undefined) status.identity = { ...this.#identity };
     if (this.#lastFrameAt !== undefined) status.lastFrameAt = this.#lastFrameAt;
+    if (this.#identifiedAt !== undefined) status.identifiedAt = this.#identifiedAt;
     const error = this.#supervisor.lastError;
     if (error !== undefined && this.#supervisor.state !== 'open') status.lastError = error;
     return [status];
@@ -383,6 +385,7 @@ export class SerialSource implements Source {
     }
     if (framed) {
       this.#lastFrameAt = nowMs / 1000;
+      if (identified) this.#identifiedAt = nowMs / 1000;
       this.#handle({ type: identified ? 'identified' : 'frame' });
     }
     if (readings.length === 0) return;

@@ -52,6 +52,11 @@ export interface PortStatus {
   identity?: DeviceIdentity;
   /** Wall-clock epoch seconds of the last valid frame. */
   lastFrameAt?: number;
+  /**
+   * Wall-clock epoch seconds of the last `ID` line: when the device last said who it is,
+   * asked after the port opened and sent by itself after a reboot.
+   */
+  identifiedAt?: number;
   lastError?: string;
 }
 

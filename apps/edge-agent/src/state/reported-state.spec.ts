@@ -1,7 +1,8 @@
 import { reportedStateSchema } from '@outpost/protocol/state';
 import { describe, expect, it } from 'vitest';
 import { type OutboxStats, zeroCounters } from '../outbox/outbox.js';
-import { buildReportedState } from './reported-state.js';
+import type { PortStatus } from '../sources/source.js';
+import { buildChildStates, buildReportedState } from './reported-state.js';
 
 const outbox = (over: Partial<OutboxStats> = {}): OutboxStats => ({
   pending: 0,
@@ -68,5 +69,59 @@ describe('buildReportedState', () => {
     });
     expect(state.outbox?.oldest_s).toBe(0);
     expect(state.firmware.version).toBe('debian-12');
+  });
+});
+
+describe('buildChildStates', () => {
+  const port = (over: Partial<PortStatus>): PortStatus => ({
+    path: '/dev/serial/by-id/a',
+    state: 'open',
+    device: 'boiler-7',
+    lines: 0,
+    frames: 0,
+    readings: 0,
+    badLines: 0,
+    badLinesByReason: {},
+    reopens: 0,
+    ...over,
+  });
+  const now = Date.UTC(2025, 5, 1, 12);
+
+  it('reports each identified child: the version of its ID line, uptime counted from it', () => {
+    const states = buildChildStates(
+      [
+        port({
+          device: 'boiler-7',
+          identity: { hardware: 'sim-v1', serial: 'S1', version: '1.2.0' },
+          identifiedAt: now / 1000 - 90.5,
+        }),
+        port({ device: 'pump-2', path: '/dev/serial/by-id/b' }),
+      ],
+      now,
+    );
+    expect(states).toEqual([
+      { deviceId: 'boiler-7', state: { v: 1, firmware: { version: '1.2.0' }, uptime_s: 90 } },
+    ]);
+    expect(reportedStateSchema.safeParse(states[0]!.state).success).toBe(true);
+  });
+
+  it('takes the port heard from last when two name one device, and never a negative uptime', () => {
+    const states = buildChildStates(
+      [
+        port({
+          identity: { hardware: 'sim-v1', serial: 'S1', version: '1.0.0' },
+          identifiedAt: now / 1000 - 600,
+        }),
+        port({
+          path: '/dev/serial/by-id/b',
+          identity: { hardware: 'sim-v1', serial: 'S1', version: '1.1.0' },
+          identifiedAt: now / 1000 + 5,
+        }),
+      ],
+      now,
+    );
+    expect(states).toEqual([
+      { deviceId: 'boiler-7', state: { v: 1, firmware: { version: '1.1.0' }, uptime_s: 0 } },
+    ]);
   });
 });

@@ -1,6 +1,7 @@
 import { MAX_STATE_PORTS } from '@outpost/protocol/limits';
 import { type PortState, type ReportedState, reportedStateSchema } from '@outpost/protocol/state';
 import type { OutboxStats } from '../outbox/outbox.js';
+import type { PortStatus } from '../sources/source.js';
 
 /**
  * PROTOCOL.md §6 reported state of the gateway. Pure: everything it says is passed in. The
@@ -40,4 +41,34 @@ export function buildReportedState(input: StateInput): ReportedState {
   };
   // The ingest refuses a state that breaks the schema; fail here, loudly, instead.
   return reportedStateSchema.parse(state);
+}
+
+/**
+ * PROTOCOL.md §6 reported state of the serial children, which cannot publish for themselves:
+ * their gateway publishes each, retained, on the child's own state topic (§4 lets a gateway
+ * publish under its children's ids). Only children whose `ID` line (§10) was heard: the
+ * version is the one it named, and `uptime_s` counts from it, the last time the device is
+ * known to have started or been asked, so it never overstates the device's uptime. Two ports
+ * naming one device: the one heard from last.
+ */
+export function buildChildStates(
+  ports: readonly PortStatus[],
+  nowMs: number,
+): { deviceId: string; state: ReportedState }[] {
+  const latest = new Map<string, PortStatus & { identifiedAt: number }>();
+  for (const port of ports) {
+    if (port.identity === undefined || port.identifiedAt === undefined) continue;
+    const seen = latest.get(port.device);
+    if (seen === undefined || seen.identifiedAt <= port.identifiedAt) {
+      latest.set(port.device, { ...port, identifiedAt: port.identifiedAt });
+    }
+  }
+  return [...latest.values()].map((port) => ({
+    deviceId: port.device,
+    state: reportedStateSchema.parse({
+      v: 1,
+      firmware: { version: port.identity!.version },
+      uptime_s: Math.max(0, Math.floor(nowMs / 1000 - port.identifiedAt)),
+    }),
+  }));
 }

@@ -24,6 +24,8 @@ export interface MqttSessionOptions {
    * gateway off.
    */
   optionalSubscriptions?: readonly string[];
+  /** The broker answered the optional subscriptions of the current connection. */
+  onOptionalSubscribed?(): void;
   random: () => number;
   /** Monotonic ms, for how long the session has been down. */
   monotonic: () => number;
@@ -47,6 +49,8 @@ export class MqttSession {
   readonly #o: MqttSessionOptions;
   #client: MqttClient | undefined;
   #up = false;
+  /** Optional subscriptions the broker granted on the current connection. */
+  readonly #granted = new Set<string>();
   #renewing = false;
   #stopped = false;
   #attempt = 0;
@@ -62,6 +66,11 @@ export class MqttSession {
   /** True while publishing is possible (not while a renewal drains the session). */
   get up(): boolean {
     return this.#up && !this.#renewing;
+  }
+
+  /** Whether the broker granted this optional subscription on the current connection. */
+  granted(topic: string): boolean {
+    return this.#granted.has(topic);
   }
 
   /** How long the session has been down (ms), 0 while up. */
@@ -153,6 +162,9 @@ export class MqttSession {
     const topics = this.#o.optionalSubscriptions ?? [];
     if (topics.length === 0) return;
     client.subscribe([...topics], { qos: 1 }, (err, granted) => {
+      if (this.#client !== client) return;
+      for (const g of granted ?? []) if ((g.qos & 0x80) === 0) this.#granted.add(g.topic);
+      this.#o.onOptionalSubscribed?.();
       if (err === null || err === undefined) return;
       const refused = (granted ?? [])
         .filter((g) => (g.qos & 0x80) !== 0)
@@ -204,6 +216,7 @@ export class MqttSession {
       const wasUp = this.#up;
       const renewing = this.#renewing;
       this.#up = false;
+      this.#granted.clear();
       this.#renewing = false;
       this.#downSince ??= this.#o.monotonic();
       metrics.connected.set(0);
