@@ -5,7 +5,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { StorageUnavailable } from '../src/errors.js';
 import { POSTGRES_MIGRATIONS } from '../src/registry/migrations.js';
 import { PostgresRegistryStore } from '../src/registry/postgres-registry-store.js';
-import { registryStoreContract } from '../src/registry/registry-store.contract.js';
+import {
+  expectUpgradedOnlineDevice,
+  registryStoreContract,
+} from '../src/registry/registry-store.contract.js';
 import { DeviceExists } from '../src/registry/registry-store.js';
 import { PostgresDatabase } from '../src/storage/postgres-database.js';
 
@@ -200,16 +203,7 @@ describe('PostgresRegistryStore', () => {
     const store = new PostgresRegistryStore(url);
     try {
       await store.migrate();
-      expect((await store.getDevice('u1'))?.connectivity).toEqual({
-        online: true,
-        lastSeen: 5,
-        disconnectReason: null,
-      });
-      // Recorded by no replica known: only "every online device" reaches it.
-      expect(await store.markReplicaOffline('r1', 'server_restart')).toEqual([]);
-      expect(await store.markReplicaOffline(null, 'server_restart')).toEqual([
-        { deviceId: 'u1', lastSeen: 5 },
-      ]);
+      await expectUpgradedOnlineDevice(store);
     } finally {
       await store.close();
     }

@@ -5,6 +5,23 @@ import { DeviceExists, type PublicKeyRecord, type RegistryStore } from './regist
  * The contract every RegistryStore implementation passes. `make` returns a fresh, migrated
  * store on an empty database each time it is called.
  */
+/**
+ * A registry migrated from before replicas were recorded, with device `u1` left online
+ * (last seen 5) by the old version: it keeps its connectivity, and since no replica is known
+ * for it, only "every online device" records it offline.
+ */
+export async function expectUpgradedOnlineDevice(store: RegistryStore): Promise<void> {
+  expect((await store.getDevice('u1'))?.connectivity).toEqual({
+    online: true,
+    lastSeen: 5,
+    disconnectReason: null,
+  });
+  expect(await store.markReplicaOffline('r1', 'server_restart')).toEqual([]);
+  expect(await store.markReplicaOffline(null, 'server_restart')).toEqual([
+    { deviceId: 'u1', lastSeen: 5 },
+  ]);
+}
+
 export function registryStoreContract(
   name: string,
   make: () => Promise<RegistryStore>,

@@ -1,10 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, it } from 'vitest';
 import { SqliteDatabase } from '../storage/sqlite-database.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
-import { registryStoreContract } from './registry-store.contract.js';
+import { expectUpgradedOnlineDevice, registryStoreContract } from './registry-store.contract.js';
 import { SqliteRegistryStore } from './sqlite-registry-store.js';
 
 // Real SQLite (better-sqlite3) on a temporary file, so WAL and locking are exercised.
@@ -42,16 +42,7 @@ describe('SqliteRegistryStore upgrade', () => {
     const store = new SqliteRegistryStore(path);
     try {
       await store.migrate();
-      expect((await store.getDevice('u1'))?.connectivity).toEqual({
-        online: true,
-        lastSeen: 5,
-        disconnectReason: null,
-      });
-      // Recorded by no replica known: only "every online device" reaches it.
-      expect(await store.markReplicaOffline('r1', 'server_restart')).toEqual([]);
-      expect(await store.markReplicaOffline(null, 'server_restart')).toEqual([
-        { deviceId: 'u1', lastSeen: 5 },
-      ]);
+      await expectUpgradedOnlineDevice(store);
     } finally {
       await store.close();
       rmSync(own, { recursive: true, force: true });
