@@ -1,11 +1,51 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Leases } from './lease.js';
+import type { LeaseClaims } from './postgres-lease.js';
 
 export interface LeaseContractSetup {
   /** The leases of one more replica on the same backend. */
   replica(): Promise<Leases>;
   close(): Promise<void>;
+}
+
+/**
+ * The `cluster_leases` table's claim and release in memory, on the clock given, for tests of
+ * what sits on PostgresLease. `failing` makes every claim fail as an unreachable database
+ * would; `claims` counts them.
+ */
+export class MemoryLeaseClaims implements LeaseClaims {
+  readonly rows = new Map<string, { holder: string; token: number; expiresAt: number }>();
+  failing = false;
+  claims = 0;
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  async claim(name: string, holder: string, ttlMs: number, takeOverAfterMs = 0) {
+    this.claims++;
+    if (this.failing) throw new Error('connection refused');
+    const now = this.now();
+    const row = this.rows.get(name);
+    if (!row) {
+      this.rows.set(name, { holder, token: 1, expiresAt: now + ttlMs });
+      return 1;
+    }
+    if (row.holder === holder && row.expiresAt > now) {
+      row.expiresAt = now + ttlMs;
+      return row.token;
+    }
+    if (row.expiresAt <= now - takeOverAfterMs) {
+      Object.assign(row, { holder, token: row.token + 1, expiresAt: now + ttlMs });
+      return row.token;
+    }
+    return null;
+  }
+
+  async release(name: string, holder: string) {
+    const row = this.rows.get(name);
+    const now = this.now();
+    if (row?.holder === holder && row.expiresAt > now) row.expiresAt = now;
+  }
 }
 
 const unique = (what: string) => `contract.${what}.${randomUUID().slice(0, 8)}`;

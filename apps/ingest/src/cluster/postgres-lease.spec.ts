@@ -1,7 +1,8 @@
 import { pino } from 'pino';
 import { describe, expect, it } from 'vitest';
+import { MemoryLeaseClaims } from './lease.contract.js';
 import type { LeaseTimers } from './lease.js';
-import { type LeaseClaims, PostgresLease } from './postgres-lease.js';
+import { PostgresLease } from './postgres-lease.js';
 
 // Real: PostgresLease's claim loop. Fake: the table (an in-memory model of CLAIM/RELEASE on
 // the same clock, whose claims can be made to fail), the clock and the timers, stepped by hand.
@@ -41,38 +42,8 @@ const settle = async () => {
   for (let i = 0; i < 10; i++) await Promise.resolve();
 };
 
-class FakeTable implements LeaseClaims {
-  rows = new Map<string, { holder: string; token: number; expiresAt: number }>();
-  failing = false;
-  claims = 0;
-  constructor(private readonly time: ManualTime) {}
-  async claim(name: string, holder: string, ttlMs: number, takeOverAfterMs = 0) {
-    this.claims++;
-    if (this.failing) throw new Error('connection refused');
-    const now = this.time.ms;
-    const row = this.rows.get(name);
-    if (!row) {
-      this.rows.set(name, { holder, token: 1, expiresAt: now + ttlMs });
-      return 1;
-    }
-    if (row.holder === holder && row.expiresAt > now) {
-      row.expiresAt = now + ttlMs;
-      return row.token;
-    }
-    if (row.expiresAt <= now - takeOverAfterMs) {
-      Object.assign(row, { holder, token: row.token + 1, expiresAt: now + ttlMs });
-      return row.token;
-    }
-    return null;
-  }
-  async release(name: string, holder: string) {
-    const row = this.rows.get(name);
-    if (row?.holder === holder && row.expiresAt > this.time.ms) row.expiresAt = this.time.ms;
-  }
-}
-
-function setup(holder = 'a', table?: FakeTable, time = new ManualTime()) {
-  const t = table ?? new FakeTable(time);
+function setup(holder = 'a', table?: MemoryLeaseClaims, time = new ManualTime()) {
+  const t = table ?? new MemoryLeaseClaims(() => time.ms);
   const lease = new PostgresLease({
     table: t,
     name: 'ota.rollouts',
@@ -141,7 +112,7 @@ describe('PostgresLease', () => {
 
   it('waits for another holder to lapse, then takes over; acquired() resolves then', async () => {
     const time = new ManualTime();
-    const table = new FakeTable(time);
+    const table = new MemoryLeaseClaims(() => time.ms);
     const a = setup('a', table, time);
     const b = setup('b', table, time);
     a.lease.start();
@@ -167,7 +138,7 @@ describe('PostgresLease', () => {
 
   it('stop releases so another replica takes it on its next claim', async () => {
     const time = new ManualTime();
-    const table = new FakeTable(time);
+    const table = new MemoryLeaseClaims(() => time.ms);
     const a = setup('a', table, time);
     const b = setup('b', table, time);
     a.lease.start();

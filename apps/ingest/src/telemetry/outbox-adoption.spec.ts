@@ -3,8 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MemoryLeaseClaims } from '../cluster/lease.contract.js';
 import type { LeaseOptions, Leases } from '../cluster/lease.js';
-import { type LeaseClaims, PostgresLease } from '../cluster/postgres-lease.js';
+import { PostgresLease } from '../cluster/postgres-lease.js';
 import { DurableOutbox } from './durable-outbox.js';
 import { OutboxAdoption } from './outbox-adoption.js';
 import { StoreRefused, type TelemetryPoint, type TelemetryStore } from './telemetry-store.js';
@@ -13,32 +14,7 @@ import { StoreRefused, type TelemetryPoint, type TelemetryStore } from './teleme
 // Fake: the lease table (an in-memory model of its CLAIM on the wall clock) and the
 // telemetry store (records writes; strict: any other call fails the test).
 
-class MemoryLeaseTable implements LeaseClaims {
-  rows = new Map<string, { holder: string; token: number; expiresAt: number }>();
-  async claim(name: string, holder: string, ttlMs: number, takeOverAfterMs = 0) {
-    const now = Date.now();
-    const row = this.rows.get(name);
-    if (!row) {
-      this.rows.set(name, { holder, token: 1, expiresAt: now + ttlMs });
-      return 1;
-    }
-    if (row.holder === holder && row.expiresAt > now) {
-      row.expiresAt = now + ttlMs;
-      return row.token;
-    }
-    if (row.expiresAt <= now - takeOverAfterMs) {
-      Object.assign(row, { holder, token: row.token + 1, expiresAt: now + ttlMs });
-      return row.token;
-    }
-    return null;
-  }
-  async release(name: string, holder: string) {
-    const row = this.rows.get(name);
-    if (row?.holder === holder && row.expiresAt > Date.now()) row.expiresAt = Date.now();
-  }
-}
-
-function leasesOf(table: MemoryLeaseTable, holder: string): Leases {
+function leasesOf(table: MemoryLeaseClaims, holder: string): Leases {
   return {
     holder,
     shared: true,
@@ -100,10 +76,10 @@ async function fillOutbox(path: string, batches: number, perBatch: number): Prom
 
 describe('OutboxAdoption', () => {
   let dir: string;
-  let table: MemoryLeaseTable;
+  let table: MemoryLeaseClaims;
   beforeEach(() => {
     dir = mkdtempSync(join(tmpdir(), 'outpost-adoption-'));
-    table = new MemoryLeaseTable();
+    table = new MemoryLeaseClaims();
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
