@@ -1,6 +1,4 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type PostgresHandle, startPostgres } from '@outpost/test-kit/postgres';
@@ -11,7 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlertEngine } from '../src/alerts/alert-engine.js';
 import type { AlertStore } from '../src/alerts/alert-store.js';
 import { DeliveryWorker } from '../src/alerts/delivery-worker.js';
-import type { AlertMessage } from '../src/alerts/notification.js';
 import { LogNotifier } from '../src/alerts/notifiers/log-notifier.js';
 import { StreamNotifier } from '../src/alerts/notifiers/stream-notifier.js';
 import { WebhookNotifier } from '../src/alerts/notifiers/webhook-notifier.js';
@@ -24,6 +21,7 @@ import type { RegistryStore } from '../src/registry/registry-store.js';
 import { SqliteRegistryStore } from '../src/registry/sqlite-registry-store.js';
 import { LiveEvents } from '../src/stream/live-events.js';
 import { waitUntil } from './support/ingest-app.js';
+import { webhookReceiver } from './support/webhook-receiver.js';
 
 // Real: two alert engines with their own caches, queues, delivery workers and store
 // connections — two replicas — on one database (a SQLite file, then a PostgreSQL server),
@@ -43,22 +41,6 @@ interface Replica {
   store: AlertStore;
 }
 
-async function receiver() {
-  const hits: AlertMessage[] = [];
-  const server: Server = createServer(async (req, res) => {
-    let body = '';
-    for await (const chunk of req) body += chunk;
-    hits.push(JSON.parse(body) as AlertMessage);
-    res.writeHead(204).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    hits,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
-
 function scenario(
   name: string,
   open: () => Promise<{ registry: RegistryStore; store: () => Promise<AlertStore> }>,
@@ -72,7 +54,7 @@ function scenario(
         INGEST_ALERT_TICK_MS: '50',
         INGEST_ALERT_STATE_CACHE_MS: '1000',
       });
-      const hook = await receiver();
+      const hook = await webhookReceiver();
       const { registry, store: makeStore } = await open();
       const replicas: Replica[] = [];
       for (let i = 0; i < 2; i++) {

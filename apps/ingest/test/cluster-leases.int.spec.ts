@@ -1,6 +1,4 @@
 import { existsSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { signDeviceJwt } from '@outpost/signing/device-jwt';
 import { generateKeyPair, type KeyPair } from '@outpost/signing/keys';
@@ -14,7 +12,6 @@ import Database from 'better-sqlite3';
 import { pino } from 'pino';
 import type { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { AlertMessage } from '../src/alerts/notification.js';
 import { leaseContract } from '../src/cluster/lease.contract.js';
 import { LEASE_NAMES } from '../src/cluster/lease.js';
 import { PostgresLeases } from '../src/cluster/postgres-lease.js';
@@ -25,6 +22,7 @@ import { LEASE_TTL_MS, type Replica, TestCluster } from './support/cluster-lease
 import { makeFirmware, uploadFirmware } from './support/firmware.js';
 import { enrollDevice, enrollWithReply, waitUntil } from './support/ingest-app.js';
 import { SimDevice } from './support/ota-device.js';
+import { webhookReceiver } from './support/webhook-receiver.js';
 
 // Real: PostgreSQL (leases, registry, OTA and alert stores shared by the replicas),
 // VictoriaMetrics (stopped and restarted) for the survivor drain, three ingest apps in this
@@ -165,24 +163,6 @@ describe('rollouts with three replicas', () => {
   }, 180_000);
 });
 
-/** A webhook receiver on 127.0.0.1 that keeps every message. */
-async function receiver() {
-  const hits: AlertMessage[] = [];
-  const server: Server = createServer(async (req, res) => {
-    let body = '';
-    for await (const chunk of req) body += chunk;
-    hits.push(JSON.parse(body) as AlertMessage);
-    res.writeHead(204).end();
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hook`,
-    hits,
-    of: (device: string) => hits.filter((m) => m.alert.device === device).map((m) => m.type),
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
-
 /** Bare SenML over HTTP (the device's policy allows unsigned payloads). */
 async function postReadings(
   via: Replica,
@@ -213,7 +193,7 @@ async function enrollUnsigned(via: Replica, deviceId: string, tags: Record<strin
 
 describe('offline alerts with three replicas', () => {
   let cluster: TestCluster;
-  let hook: Awaited<ReturnType<typeof receiver>>;
+  let hook: Awaited<ReturnType<typeof webhookReceiver>>;
 
   afterAll(async () => {
     await cluster?.close();
@@ -221,7 +201,7 @@ describe('offline alerts with three replicas', () => {
   });
 
   it('fire exactly once across the replicas, and keep firing once after the holder dies', async () => {
-    hook = await receiver();
+    hook = await webhookReceiver();
     cluster = await TestCluster.create(postgres, 'cluster_alerts');
     for (const id of ['a1', 'a2', 'a3']) await cluster.start(id);
     const [a1] = cluster.replicas as [Replica];

@@ -69,6 +69,60 @@ export const systemLeaseTimers: LeaseTimers = {
  */
 export const monotonicClock = { now: () => performance.now() };
 
+/**
+ * The waiting and listening side of a lease, the same for every kind: the callers waiting in
+ * `acquired()` and the `onChange` listeners. A listener that throws is handed to
+ * `onListenerError` and the others are still told.
+ */
+export class LeaseSignals {
+  private readonly listeners = new Set<(held: boolean) => void>();
+  private readonly waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+
+  constructor(
+    private readonly name: string,
+    private readonly onListenerError: (err: unknown) => void,
+  ) {}
+
+  /** `Lease.acquired` for a lease that is (or is not) held, or stopped. */
+  acquired(held: boolean, stopped: boolean): Promise<void> {
+    if (held) return Promise.resolve();
+    if (stopped) return Promise.reject(new LeaseStopped(this.name));
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  /** `Lease.onChange`. */
+  onChange(listener: (held: boolean) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The lease was acquired: waiters resolve, then listeners hear `true`. */
+  gained(): void {
+    for (const w of this.waiters.splice(0)) w.resolve();
+    this.emit(true);
+  }
+
+  /** The lease was lost or released: listeners hear `false`. */
+  lost(): void {
+    this.emit(false);
+  }
+
+  /** The lease stopped: whoever still waits for it is refused with `LeaseStopped`. */
+  stopped(): void {
+    for (const w of this.waiters.splice(0)) w.reject(new LeaseStopped(this.name));
+  }
+
+  private emit(held: boolean): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(held);
+      } catch (err) {
+        this.onListenerError(err);
+      }
+    }
+  }
+}
+
 /** `acquired()` of a lease stopped before it was held. */
 export class LeaseStopped extends AppError {
   constructor(name: string) {

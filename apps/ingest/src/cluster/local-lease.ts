@@ -1,4 +1,4 @@
-import { type Lease, LeaseStopped, type Leases } from './lease.js';
+import { type Lease, LeaseSignals, type Leases } from './lease.js';
 
 /**
  * One process on SQLite: nothing else can hold a lease, so it is held from `start` until
@@ -7,10 +7,14 @@ import { type Lease, LeaseStopped, type Leases } from './lease.js';
 export class LocalLease implements Lease {
   private held = false;
   private stopped = false;
-  private readonly listeners = new Set<(held: boolean) => void>();
-  private readonly waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private readonly signals: LeaseSignals;
 
-  constructor(readonly name: string) {}
+  constructor(readonly name: string) {
+    // Nothing to log with here: a failing listener fails the caller, as any event would.
+    this.signals = new LeaseSignals(name, (err) => {
+      throw err;
+    });
+  }
 
   isHeld(): boolean {
     return this.held;
@@ -28,32 +32,24 @@ export class LocalLease implements Lease {
   start(): void {
     if (this.held || this.stopped) return;
     this.held = true;
-    for (const w of this.waiters.splice(0)) w.resolve();
-    this.emit(true);
+    this.signals.gained();
   }
 
   acquired(): Promise<void> {
-    if (this.held) return Promise.resolve();
-    if (this.stopped) return Promise.reject(new LeaseStopped(this.name));
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    return this.signals.acquired(this.held, this.stopped);
   }
 
   onChange(listener: (held: boolean) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.signals.onChange(listener);
   }
 
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    for (const w of this.waiters.splice(0)) w.reject(new LeaseStopped(this.name));
+    this.signals.stopped();
     if (!this.held) return;
     this.held = false;
-    this.emit(false);
-  }
-
-  private emit(held: boolean): void {
-    for (const listener of this.listeners) listener(held);
+    this.signals.lost();
   }
 }
 

@@ -4,7 +4,7 @@ import { advisoryTransactionLock, PostgresDatabase } from '../storage/postgres-d
 import {
   type Lease,
   type LeaseOptions,
-  LeaseStopped,
+  LeaseSignals,
   type Leases,
   type LeaseTimers,
   monotonicClock,
@@ -167,8 +167,7 @@ export class PostgresLease implements Lease {
   private readonly clock: Clock;
   private readonly timers: LeaseTimers;
   private readonly log: Logger;
-  private readonly listeners = new Set<(held: boolean) => void>();
-  private readonly waiters: { resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private readonly signals: LeaseSignals;
   private current: number | null = null;
   private heldUntil = Number.NEGATIVE_INFINITY;
   private started = false;
@@ -191,6 +190,9 @@ export class PostgresLease implements Lease {
     this.clock = options.clock ?? monotonicClock;
     this.timers = options.timers ?? systemLeaseTimers;
     this.log = options.logger.child({ lease: options.name });
+    this.signals = new LeaseSignals(options.name, (err) =>
+      this.log.error({ err }, 'lease listener failed'),
+    );
   }
 
   isHeld(): boolean {
@@ -218,14 +220,11 @@ export class PostgresLease implements Lease {
   }
 
   acquired(): Promise<void> {
-    if (this.isHeld()) return Promise.resolve();
-    if (this.stopped) return Promise.reject(new LeaseStopped(this.name));
-    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+    return this.signals.acquired(this.isHeld(), this.stopped);
   }
 
   onChange(listener: (held: boolean) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.signals.onChange(listener);
   }
 
   async stop(): Promise<void> {
@@ -234,7 +233,7 @@ export class PostgresLease implements Lease {
     await this.inFlight;
     if (this.current === null) return;
     this.current = null;
-    this.emit(false);
+    this.signals.lost();
     try {
       await this.table.release(this.name, this.holder);
     } catch (err) {
@@ -249,7 +248,7 @@ export class PostgresLease implements Lease {
     this.stopped = true;
     this.timers.clearTimeout(this.next);
     this.timers.clearTimeout(this.expiry);
-    for (const w of this.waiters.splice(0)) w.reject(new LeaseStopped(this.name));
+    this.signals.stopped();
     this.onStopped?.();
   }
 
@@ -295,8 +294,7 @@ export class PostgresLease implements Lease {
     );
     if (fresh) {
       this.log.info({ token }, 'lease acquired');
-      for (const w of this.waiters.splice(0)) w.resolve();
-      this.emit(true);
+      this.signals.gained();
     }
   }
 
@@ -305,17 +303,7 @@ export class PostgresLease implements Lease {
     this.current = null;
     this.heldUntil = Number.NEGATIVE_INFINITY;
     this.log.warn({ why }, 'lease lost');
-    this.emit(false);
-  }
-
-  private emit(held: boolean): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(held);
-      } catch (err) {
-        this.log.error({ err }, 'lease listener failed');
-      }
-    }
+    this.signals.lost();
   }
 }
 
