@@ -629,6 +629,16 @@ describe('the agent’s systemd unit', () => {
     expect(config).toBe('/etc/outpost-agent/agent.yaml');
   });
 
+  it('and the ingest image runs node with the flags npm start and the tests use', () => {
+    const manifest = JSON.parse(read(join(ROOT, 'apps/ingest/package.json'))) as {
+      outpost: { nodeFlags: string[] };
+    };
+    expect(manifest.outpost.nodeFlags.length).toBeGreaterThan(0);
+    const ins = dockerInstructions(read(join(DEPLOY, 'docker/ingest.Dockerfile')));
+    const cmd = JSON.parse(ins.findLast((i) => i.op === 'CMD')!.args) as string[];
+    expect(cmd).toEqual(['node', ...manifest.outpost.nodeFlags, 'apps/ingest/dist/main.js']);
+  });
+
   it('and the agent image runs node with the same flags and native memory settings', () => {
     const unitFlags = /^ExecStart=\S*node((?:\s+--\S+)*)\s/m.exec(unit)?.[1]?.trim().split(/\s+/);
     expect(unitFlags).toContain('--no-opt');

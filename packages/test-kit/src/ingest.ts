@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, LOOPBACK } from './ports.js';
@@ -35,6 +35,17 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 export const INGEST_MAIN = join(ROOT, 'apps/ingest/dist/main.js');
 
 /**
+ * The node flags the ingest ships with (`outpost.nodeFlags` in its package.json, also used by
+ * `npm start` and the container image), so tests and benchmarks run it as users do.
+ */
+export function ingestNodeFlags(): string[] {
+  const manifest = JSON.parse(readFileSync(join(ROOT, 'apps/ingest/package.json'), 'utf8')) as {
+    outpost?: { nodeFlags?: string[] };
+  };
+  return manifest.outpost?.nodeFlags ?? [];
+}
+
+/**
  * Runs the built ingest service (`apps/ingest/dist/main.js`) as a process on free loopback
  * ports with its own data dir, as a user deploys it. `restart()` keeps the data dir.
  */
@@ -54,7 +65,7 @@ export async function startIngest(options: IngestOptions = {}): Promise<IngestHa
         return ManagedProcess.start({
           name: 'ingest',
           command: process.execPath,
-          args: ['--enable-source-maps', INGEST_MAIN],
+          args: ['--enable-source-maps', ...ingestNodeFlags(), INGEST_MAIN],
           cwd: dir,
           logPath,
           env: {
