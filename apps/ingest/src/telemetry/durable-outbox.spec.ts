@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fakeClock } from '@outpost/test-kit/clock';
+import { waitFor } from '@outpost/test-kit/process';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import {
@@ -43,6 +44,37 @@ function points(count: number, device = 'dev-1', t = T0): TelemetryPoint[] {
 }
 
 describe('DurableOutbox', () => {
+  it('answers a commit only once the WAL is on disk, and a failed sync is no acknowledgement', async () => {
+    // The fdatasync of the WAL is held here: real otherwise.
+    const held: ((err: NodeJS.ErrnoException | null) => void)[] = [];
+    const o = outbox({ fdatasync: (_fd, done) => held.push(done) });
+    let answer: string | undefined;
+    const first = o.accept({ publisher: 'gw-1', boot: 'b1', seq: [0, 9], points: points(10) });
+    void first.then((a) => {
+      answer = a;
+    });
+    await waitFor(() => held.length === 1, { intervalMs: 5, timeoutMs: 5_000 });
+    // Committed (the writer may drain it) but not yet acknowledged.
+    expect(o.stats().pendingBatches).toBe(1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(answer).toBeUndefined();
+    // A commit made while a sync runs waits for the next one.
+    const second = o.accept({ publisher: 'gw-1', boot: 'b1', seq: [10, 19], points: points(10) });
+    await new Promise((r) => setTimeout(r, 20));
+    expect(held).toHaveLength(1);
+    held.shift()!(null);
+    expect(await first).toBe('accepted');
+    await waitFor(() => held.length === 1, { intervalMs: 5, timeoutMs: 5_000 });
+    held.shift()!(Object.assign(new Error('EIO: i/o error'), { code: 'EIO' }));
+    await expect(second).rejects.toMatchObject({ kind: 'unavailable', code: 'outbox_unavailable' });
+    // The device sends it again: the commit is there, so it is a duplicate, once on disk.
+    const again = o.accept({ publisher: 'gw-1', boot: 'b1', seq: [10, 19], points: points(10) });
+    await waitFor(() => held.length === 1, { intervalMs: 5, timeoutMs: 5_000 });
+    held.shift()!(null);
+    expect(await again).toBe('duplicate');
+    expect(o.stats().pendingBatches).toBe(2);
+  });
+
   it('resolves accept only once the batch is committed and visible to another connection', async () => {
     const path = join(dir, 'visible.db');
     const o = new DurableOutbox({ path });

@@ -141,6 +141,7 @@ export class TelemetryPipeline implements OnModuleInit, OnApplicationShutdown {
   private handOverSingleOutbox(): string | undefined {
     const legacy = join(this.config.dataDir, SINGLE_OUTBOX);
     if (!existsSync(legacy)) return undefined;
+    // Nothing accepted, nothing to sync: closed (WAL folded in) before `close` returns.
     void new DurableOutbox({ path: legacy }).close();
     const target = join(this.config.outbox.dir, `${this.config.replicaId}.single.db`);
     try {
