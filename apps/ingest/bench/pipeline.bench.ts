@@ -150,7 +150,7 @@ function acceptMany(n: number) {
   );
 }
 
-describe('durable outbox: accept until committed (SQLite WAL, synchronous=FULL, fsync)', () => {
+describe('durable outbox: accept until committed and on disk (SQLite WAL, fdatasync)', () => {
   bench('1 batch per commit', async () => {
     await acceptMany(1);
   });
