@@ -40,6 +40,7 @@ import { LocalMqttSource } from './sources/local-mqtt-source.js';
 import { SerialSource } from './sources/serial-source.js';
 import type { PortStatus, Source } from './sources/source.js';
 import { buildChildStates, buildReportedState } from './state/reported-state.js';
+import { ChildStanding } from './uplink/child-standing.js';
 import { CommandReceiver } from './uplink/commands.js';
 import { DeviceTokens } from './uplink/device-token.js';
 import { HttpTelemetry } from './uplink/http-telemetry.js';
@@ -52,7 +53,9 @@ import { Uplink } from './uplink/uplink.js';
  *
  *   sources ─sink─▶ intake (pipeline → cq → batcher → boot/seq) ─append─▶ outbox (SQLite)
  *   outbox ─take─▶ uplink (sign → MQTT QoS 1 | HTTP) ─PUBACK─▶ outbox.ack
- *   commands ─verify─▶ telemetry.rejected → quarantine · config.desired → reconfigure
+ *   commands ─verify─▶ telemetry.rejected → quarantine (not_child: split; strangers isolated,
+ *              withheld while the broker refuses their commands topic too)
+ *            · config.desired → reconfigure
  *            · ota.offer / keys.release → OTA (ota/ota-updater.ts, installers)
  *   state every 60 s (retained) · Prometheus on localhost
  */
@@ -117,6 +120,7 @@ export class Agent {
   readonly #session: MqttSession;
   readonly #clockSync: ClockSync;
   readonly #commands: CommandReceiver;
+  readonly #standing: ChildStanding;
   readonly #ota: OtaUpdater;
   /** A QoS 1 publish was acknowledged since start: the cloud is reachable (OTA trial). */
   #cloudAcked = false;
@@ -191,6 +195,11 @@ export class Agent {
     /** Our clock corrected by the ingest's, for tokens and command expiry. */
     const serverNow = () => now() + (this.clock.offsetMs ?? 0);
 
+    // Who the ingest takes readings for: learnt from the broker's answers to the children's
+    // subscriptions and from `not_child` refusals; the batcher keeps strangers apart.
+    this.#standing = new ChildStanding({ gatewayId: deviceId });
+    const standing = this.#standing;
+
     this.intake = new Intake({
       outbox: this.outbox,
       publisherId: deviceId,
@@ -203,6 +212,7 @@ export class Agent {
       metrics: this.metrics,
       logger: log.child({ module: 'intake' }),
       onAppended: () => this.uplink.kick(),
+      strangers: standing,
     });
 
     const tokens = new DeviceTokens({
@@ -247,8 +257,19 @@ export class Agent {
       tokens,
       subscriptions: [topics.commands(deviceId)],
       optionalSubscriptions: children.map((id) => topics.commands(id)),
-      // The children whose state may now be published (publishState).
-      onOptionalSubscribed: () => this.requestState(),
+      onOptionalSubscribed: (answers) => {
+        const released = standing.answered(
+          [...answers].flatMap(([topic, granted]) => {
+            const child = commandTopics.get(topic);
+            return child === undefined ? [] : [[child, granted] as const];
+          }),
+        );
+        if (released.length > 0) {
+          log.info({ devices: released }, 'registered now: readings batched with the others again');
+        }
+        // The children whose state may now be published (publishState).
+        this.requestState();
+      },
       random,
       monotonic,
       backoff: { initialMs: config.uplink.backoff.initial, maxMs: config.uplink.backoff.max },
@@ -289,6 +310,11 @@ export class Agent {
       logger: log.child({ module: 'uplink' }),
       metrics: this.metrics,
       onDrained: () => this.requestState(),
+      notChild: {
+        publisherId: deviceId,
+        standing,
+        renumber: (records) => ({ boot: this.bootId, seq: this.intake.claimSeq(records) }),
+      },
     });
 
     const sourceLog = log.child({ module: 'sources' });
@@ -624,8 +650,19 @@ export class Agent {
           aggregates: c.aggregateRecords,
           quarantined: c.quarantinedRecords,
           quarantine_dropped: c.quarantineDroppedRecords,
+          requeued: c.requeuedRecords,
         };
       },
+    );
+    m.observe(
+      'outpost_agent_children_registered',
+      'Child devices whose commands topic the broker granted: registered with this gateway',
+      () => this.#standing.registeredChildren,
+    );
+    m.observe(
+      'outpost_agent_isolated_devices',
+      'Devices refused as not_child whose readings go in batches of their own',
+      () => this.#standing.isolatedDevices,
     );
     m.observeLabelled(
       'outpost_agent_port_open',

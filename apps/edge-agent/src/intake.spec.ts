@@ -2,7 +2,7 @@ import type { ClockQuality } from '@outpost/protocol/senml';
 import { fakeClock } from '@outpost/test-kit/clock';
 import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Intake } from './intake.js';
+import { Intake, type Strangers } from './intake.js';
 import { AgentMetrics } from './metrics/agent-metrics.js';
 import { decodePack } from './outbox/downsample.js';
 import { MemoryOutbox } from './outbox/memory-outbox.js';
@@ -19,7 +19,12 @@ afterEach(() => {
 });
 
 function setup(
-  options: { maxBytes?: number; batch?: Record<string, unknown>; pipeline?: unknown[] } = {},
+  options: {
+    maxBytes?: number;
+    batch?: Record<string, unknown>;
+    pipeline?: unknown[];
+    strangers?: Strangers;
+  } = {},
 ) {
   const clock = fakeClock(T * 1000);
   let quality: ClockQuality = 'synced';
@@ -41,6 +46,7 @@ function setup(
     metrics,
     logger: pino({ level: 'silent' }),
     onAppended: () => appended++,
+    strangers: options.strangers,
   });
   intakes.push(intake);
   return {
@@ -135,5 +141,58 @@ describe('Intake', () => {
     intake.sink([5, 6].map((i) => reading(i)));
     const values = outbox.take(10).flatMap((b) => decodePack(b.pack, GW).map((r) => r.value));
     expect(values).toEqual([0, 1, 2, 5, 6]);
+  });
+
+  it('keeps isolated devices in batches of their own, also after a reconfiguration', () => {
+    const { intake, outbox } = setup({
+      batch: { maxRecords: 100, maxAge: '10s' },
+      strangers: { isolated: (id) => id === 'stranger-1', withheld: () => false },
+    });
+    intake.sink([reading(0), reading(1, 'stranger-1'), reading(2, 'th-2'), reading(3)]);
+    intake.reconfigure(pipelineSchema.parse([]), batchConfigSchema.parse({ maxRecords: 100 }));
+    intake.sink([reading(4, 'stranger-1'), reading(5, 'th-2')]);
+    intake.stop();
+    const devices = outbox
+      .take(10)
+      .map((b) => [...new Set(decodePack(b.pack, GW).map((r) => r.deviceId))]);
+    expect(devices).toEqual([['th-1', 'th-2'], ['stranger-1'], ['th-2'], ['stranger-1']]);
+  });
+
+  it('quarantines the batches of a withheld device instead of sending them', async () => {
+    const { intake, outbox, metrics, appended } = setup({
+      batch: { maxRecords: 100, maxAge: '10s' },
+      strangers: {
+        isolated: (id) => id.startsWith('stranger-'),
+        withheld: (id) => id === 'stranger-1',
+      },
+    });
+    intake.sink([reading(0), reading(1, 'stranger-1'), reading(2, 'stranger-2'), reading(3)]);
+    intake.sink([reading(4, 'stranger-1')]);
+    intake.stop();
+    const pending = outbox.take(10).map((b) => decodePack(b.pack, GW).map((r) => r.deviceId));
+    expect(pending).toEqual([['th-1', 'th-1'], ['stranger-2']]);
+    expect(appended()).toBe(1);
+    const [held] = outbox.listQuarantine(5);
+    expect(held).toMatchObject({ boot: 'bootTest01', records: 2, reason: 'not_child' });
+    expect(held!.detail).toMatch(/stranger-1/);
+    expect(decodePack(held!.pack, GW).map((r) => r.value)).toEqual([1, 4]);
+    // Numbered like any batch of this boot, so every reading keeps a number of its own.
+    expect([...pending.flat(), ...decodePack(held!.pack, GW)]).toHaveLength(5);
+    expect(intake.nextSeq).toBe(5);
+    const text = await metrics.registry.getSingleMetricAsString('outpost_agent_readings_total');
+    expect(text).toMatch(/outcome="withheld"\} 2/);
+    expect(text).toMatch(/outcome="outboxed"\} 3/);
+  });
+
+  it('hands out sequence numbers for batches made elsewhere that no batch of its own reuses', () => {
+    const { intake, outbox } = setup();
+    intake.sink([0, 1, 2, 3, 4].map((i) => reading(i)));
+    expect(intake.claimSeq(3)).toEqual([5, 7]);
+    intake.sink([5, 6, 7, 8, 9].map((i) => reading(i)));
+    expect(outbox.take(5).map((b) => b.seq)).toEqual([
+      [0, 4],
+      [8, 12],
+    ]);
+    expect(intake.nextSeq).toBe(13);
   });
 });

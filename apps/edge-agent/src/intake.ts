@@ -31,7 +31,19 @@ export interface IntakeOptions {
   logger: Logger;
   /** A batch entered the outbox. */
   onAppended: () => void;
+  /** Devices the ingest refused as not children of the gateway (uplink/child-standing.ts). */
+  strangers?: Strangers;
 }
+
+export interface Strangers {
+  /** Readings kept in batches of their own (BatcherOptions.isolated). */
+  isolated(deviceId: string): boolean;
+  /** Their batches are quarantined here, never sent. */
+  withheld(deviceId: string): boolean;
+}
+
+/** Why withheld batches are in the quarantine (PROTOCOL.md §9's reason for them). */
+const WITHHELD_REASON = 'not_child';
 
 /** Longest sleep between two looks at the pipeline and the batcher. */
 const MAX_TIMER_MS = 1000;
@@ -52,7 +64,7 @@ export class Intake {
     this.#o = options;
     this.#batch = options.batch;
     this.#pipeline = new Pipeline(options.pipeline);
-    this.#batcher = new Batcher(options.batch, { publisherId: options.publisherId });
+    this.#batcher = this.#newBatcher(options.batch);
   }
 
   /** The ReadingSink handed to every source. */
@@ -82,7 +94,17 @@ export class Intake {
     this.#drain();
     this.#pipeline = new Pipeline(pipeline);
     this.#batch = batch;
-    this.#batcher = new Batcher(batch, { publisherId: this.#o.publisherId });
+    this.#batcher = this.#newBatcher(batch);
+  }
+
+  /**
+   * `n` record sequence numbers of this boot for a batch made outside the intake (the part
+   * of a refused batch that is sent again); no batch of this boot used or will use them.
+   */
+  claimSeq(n: number): [number, number] {
+    const seq: [number, number] = [this.#seq, this.#seq + n - 1];
+    this.#seq += n;
+    return seq;
   }
 
   /** Shutdown: everything held goes to the outbox; later readings are ignored. */
@@ -91,6 +113,14 @@ export class Intake {
     this.#drain();
     this.#stopped = true;
     clearTimeout(this.#timer);
+  }
+
+  #newBatcher(batch: BatchConfig): Batcher {
+    const { strangers } = this.#o;
+    return new Batcher(batch, {
+      publisherId: this.#o.publisherId,
+      isolated: strangers === undefined ? undefined : (id) => strangers.isolated(id),
+    });
   }
 
   #drain(): void {
@@ -139,11 +169,15 @@ export class Intake {
 
   #appendAll(batches: Batch[]): void {
     let appended = false;
-    for (const batch of batches) appended = this.#append(batch.readings) || appended;
+    for (const batch of batches) {
+      const withheld = batch.device !== undefined && this.#o.strangers?.withheld(batch.device);
+      appended = this.#append(batch.readings, withheld ? batch.device : undefined) || appended;
+    }
     if (appended) this.#o.onAppended();
   }
 
-  #append(readings: Reading[]): boolean {
+  /** `withheldFor`: the device whose batch goes to the quarantine instead (Strangers). */
+  #append(readings: Reading[], withheldFor?: string): boolean {
     const { outbox, publisherId, metrics } = this.#o;
     let packs: ReturnType<typeof packReadings>;
     try {
@@ -165,15 +199,26 @@ export class Intake {
       const n = pack.readings.length;
       const seq: [number, number] = [this.#seq, this.#seq + n - 1];
       this.#seq += n;
+      const batch = {
+        boot: this.#o.bootId,
+        seq,
+        createdMs: this.#o.now(),
+        records: n,
+        pack: pack.pack,
+      };
       let outcome: ReturnType<Outbox['append']>;
       try {
-        outcome = outbox.append({
-          boot: this.#o.bootId,
-          seq,
-          createdMs: this.#o.now(),
-          records: n,
-          pack: pack.pack,
-        });
+        if (withheldFor !== undefined) {
+          outbox.withhold(
+            batch,
+            WITHHELD_REASON,
+            `not sent: the ingest refused ${withheldFor} as not a child of ${publisherId}, and the broker refuses its commands topic`,
+            this.#o.now(),
+          );
+          metrics.readings.inc({ outcome: 'withheld' }, n);
+          continue;
+        }
+        outcome = outbox.append(batch);
       } catch (err) {
         // The disk failed (full, read-only, I/O error): these readings cannot be kept.
         metrics.readings.inc({ outcome: 'failed' }, n);

@@ -11,7 +11,7 @@ export class AgentMetrics {
 
   readonly readings = new Counter({
     name: 'outpost_agent_readings_total',
-    help: 'Readings from the sources by outcome: outboxed, invalid (SenML cannot carry them), refused (outbox full), failed (disk error)',
+    help: 'Readings from the sources by outcome: outboxed, invalid (SenML cannot carry them), refused (outbox full), failed (disk error), withheld (quarantined unsent: a device refused as not_child whose commands topic the broker refuses)',
     labelNames: ['outcome'] as const,
     registers: [this.registry],
   });
@@ -36,6 +36,11 @@ export class AgentMetrics {
     name: 'outpost_agent_uplink_batches_rejected_total',
     help: 'Batches the ingest refused for good (PROTOCOL.md §9), by reason',
     labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+  readonly batchesSplit = new Counter({
+    name: 'outpost_agent_uplink_batches_split_total',
+    help: 'Batches refused as not_child whose readings of the gateway and its registered children were queued again; the rest was quarantined',
     registers: [this.registry],
   });
   readonly sendFailures = new Counter({

@@ -11,6 +11,8 @@ import {
   type OutboxLimits,
   type OutboxStats,
   type QuarantinedBatch,
+  type QuarantinePart,
+  type SplitParts,
   sameRef,
   zeroCounters,
 } from './outbox.js';
@@ -123,36 +125,35 @@ export class MemoryOutbox implements Outbox {
     nowMs: number,
     known?: OutboxBatch,
   ): boolean {
-    let batch: OutboxBatch | undefined;
-    for (const candidate of this.#batches.values()) {
-      if (sameRef(candidate, ref)) {
-        batch = candidate;
-        break;
-      }
-    }
+    let batch = this.find(ref);
     if (batch !== undefined) this.#remove(batch.id);
     else batch = known;
     if (batch === undefined) return false;
-    this.#quarantine.push({
-      id: this.#nextQuarantineId++,
-      boot: batch.boot,
-      seq: batch.seq,
-      createdMs: batch.createdMs,
-      quarantinedMs: nowMs,
-      records: batch.records,
-      bytes: batch.bytes,
-      reason,
-      detail,
-      pack: batch.pack,
-    });
-    this.#counters.quarantinedRecords += batch.records;
-    let bytes = this.#quarantine.reduce((n, q) => n + q.bytes, 0);
-    while (bytes > this.#quarantineMaxBytes && this.#quarantine.length > 1) {
-      const oldest = this.#quarantine.shift()!;
-      bytes -= oldest.bytes;
-      this.#counters.quarantineDroppedRecords += oldest.records;
-    }
+    this.#enterQuarantine(batch, { ...batch, reason, detail }, nowMs);
     return true;
+  }
+
+  withhold(batch: NewBatch, reason: string, detail: string | undefined, nowMs: number): void {
+    this.#enterQuarantine(batch, { ...batch, reason, detail }, nowMs);
+  }
+
+  find(ref: BatchRef): OutboxBatch | undefined {
+    for (const candidate of this.#batches.values()) {
+      if (sameRef(candidate, ref)) return candidate;
+    }
+    return undefined;
+  }
+
+  split(ref: BatchRef, parts: SplitParts, nowMs: number): void {
+    const refused = this.find(ref);
+    // Nothing can fail half-way in memory; the order matches SqliteOutbox's.
+    for (const batch of parts.requeue) {
+      const bytes = batchBytes(batch);
+      this.#put({ ...batch, id: this.#nextId++, bytes, level: batch.level ?? 0, attempts: 0 });
+      this.#counters.requeuedRecords += batch.records;
+    }
+    if (refused !== undefined) this.#remove(refused.id);
+    this.#enterQuarantine(ref, parts.quarantine, nowMs);
   }
 
   listQuarantine(limit: number): QuarantinedBatch[] {
@@ -182,6 +183,29 @@ export class MemoryOutbox implements Outbox {
   }
 
   close(): void {}
+
+  #enterQuarantine(ref: BatchRef, part: QuarantinePart, nowMs: number): void {
+    const bytes = batchBytes(part);
+    this.#quarantine.push({
+      id: this.#nextQuarantineId++,
+      boot: ref.boot,
+      seq: ref.seq,
+      createdMs: part.createdMs,
+      quarantinedMs: nowMs,
+      records: part.records,
+      bytes,
+      reason: part.reason,
+      detail: part.detail,
+      pack: part.pack,
+    });
+    this.#counters.quarantinedRecords += part.records;
+    let total = this.#quarantine.reduce((n, q) => n + q.bytes, 0);
+    while (total > this.#quarantineMaxBytes && this.#quarantine.length > 1) {
+      const oldest = this.#quarantine.shift()!;
+      total -= oldest.bytes;
+      this.#counters.quarantineDroppedRecords += oldest.records;
+    }
+  }
 
   #put(batch: OutboxBatch): void {
     this.#batches.set(batch.id, batch);

@@ -12,7 +12,13 @@ const stats = (over: Partial<OutboxStats> = {}): OutboxStats => ({
   quarantinedRecords: 500,
   maxBytes: 512 * 2 ** 20,
   whenFull: 'drop-oldest',
-  counters: { ...zeroCounters(), appendedRecords: 30_000, ackedRecords: 9_500 },
+  counters: {
+    ...zeroCounters(),
+    appendedRecords: 30_000,
+    ackedRecords: 9_500,
+    quarantinedRecords: 500,
+    requeuedRecords: 300,
+  },
   ...over,
 });
 
@@ -26,6 +32,7 @@ describe('outpost-agent outbox', () => {
     );
     expect(text).toContain('oldest       3h 0m ago');
     expect(text).toContain('drain ETA    5.0 s');
+    expect(text).toContain('500 quarantined, 300 re-queued from split refusals');
   });
 
   it.each([

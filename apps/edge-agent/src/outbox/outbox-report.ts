@@ -105,7 +105,7 @@ export function formatOutboxReport(r: OutboxReport): string {
     `quarantined  ${n(r.quarantined.records)} records in ${n(r.quarantined.batches)} batches`,
     `agent        ${r.agent}, uplink ${r.uplink}${r.drainRate === undefined ? '' : `, draining ${n(Math.round(r.drainRate))} records/s`}`,
     `drain ETA    ${r.etaS === undefined ? `unknown (${r.etaReason})` : r.etaS === 0 ? 'none (nothing pending)' : formatDuration(r.etaS)}`,
-    `since created: ${n(c.appendedRecords)} appended, ${n(c.ackedRecords)} acknowledged, ${n(c.droppedRecords)} dropped, ${n(c.rejectedRecords)} refused when full, ${n(c.downsampledRecords)} downsampled into ${n(c.aggregateRecords)}, ${n(c.quarantinedRecords)} quarantined`,
+    `since created: ${n(c.appendedRecords)} appended, ${n(c.ackedRecords)} acknowledged, ${n(c.droppedRecords)} dropped, ${n(c.rejectedRecords)} refused when full, ${n(c.downsampledRecords)} downsampled into ${n(c.aggregateRecords)}, ${n(c.quarantinedRecords)} quarantined, ${n(c.requeuedRecords)} re-queued from split refusals`,
   ];
   for (const q of r.recentQuarantine) {
     lines.push(

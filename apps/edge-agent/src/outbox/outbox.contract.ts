@@ -131,6 +131,154 @@ export function outboxContract(name: string, make: MakeOutbox): void {
       });
     });
 
+    it('splits a refused pending batch: the good part queued again under new numbers, the rest quarantined', () => {
+      const o = open();
+      const refused = batchOf(5);
+      const next = batchOf(2);
+      o.append(refused);
+      o.append(next);
+      expect(o.find(refused)).toMatchObject({ seq: refused.seq, pack: refused.pack });
+      o.take(2);
+      const good = batchOf(3, { boot: 'bootbootB', device: 'child-1' });
+      const stranger = batchOf(2, { device: 'stranger-1' });
+      o.split(
+        refused,
+        {
+          requeue: [{ ...good, createdMs: refused.createdMs }],
+          quarantine: {
+            createdMs: refused.createdMs,
+            records: 2,
+            pack: stranger.pack,
+            reason: 'not_child',
+            detail: 'not a child of gw-1: stranger-1',
+          },
+        },
+        7_000,
+      );
+      expect(o.find(refused)).toBeUndefined();
+      // The good part waits behind what was already pending, never sent under its numbers.
+      const pending = o.take(5);
+      expect(pending.map((b) => [b.boot, b.seq, b.records, b.attempts])).toEqual([
+        [next.boot, next.seq, 2, 1],
+        ['bootbootB', good.seq, 3, 0],
+      ]);
+      expect(pending[1]!.pack).toBe(good.pack);
+      expect(pending[1]!.createdMs).toBe(refused.createdMs);
+      // Quarantined under the refused batch's numbers, which the ingest's refusal named.
+      expect(o.listQuarantine(5)).toMatchObject([
+        {
+          boot: refused.boot,
+          seq: refused.seq,
+          records: 2,
+          reason: 'not_child',
+          detail: 'not a child of gw-1: stranger-1',
+          quarantinedMs: 7_000,
+          pack: stranger.pack,
+          bytes: Buffer.byteLength(stranger.pack),
+        },
+      ]);
+      const stats = o.stats();
+      expect(stats).toMatchObject({
+        pending: 2,
+        records: 5,
+        bytes: Buffer.byteLength(next.pack) + Buffer.byteLength(good.pack),
+        quarantined: 1,
+        quarantinedRecords: 2,
+        counters: { appendedRecords: 7, requeuedRecords: 3, quarantinedRecords: 2 },
+      });
+    });
+
+    it('splits a batch acknowledged before its refusal, and keeps weights and level of what it re-queues', () => {
+      const o = open();
+      const refused = batchOf(4);
+      o.append(refused);
+      const [taken] = o.take(1);
+      o.ack([taken!.id]);
+      const good = { ...batchOf(2, { device: 'child-1' }), level: 1, weights: [3, 5] };
+      o.split(
+        refused,
+        {
+          requeue: [good],
+          quarantine: {
+            createdMs: refused.createdMs,
+            records: 2,
+            pack: batchOf(2, { device: 'stranger-1' }).pack,
+            reason: 'not_child',
+            detail: undefined,
+          },
+        },
+        8_000,
+      );
+      const [again] = o.take(5);
+      expect(again).toMatchObject({ seq: good.seq, level: 1, weights: [3, 5], records: 2 });
+      expect(again!.bytes).toBe(Buffer.byteLength(good.pack) + '[3,5]'.length);
+      expect(o.listQuarantine(5).map((q) => [q.seq, q.records, q.detail])).toEqual([
+        [refused.seq, 2, undefined],
+      ]);
+      expect(o.stats().counters).toMatchObject({
+        ackedRecords: 4,
+        requeuedRecords: 2,
+        quarantinedRecords: 2,
+      });
+    });
+
+    it('re-queues the good part of a split even when the outbox is full (reject-new)', () => {
+      const size = Buffer.byteLength(batchOf(10).pack);
+      const o = open({ maxBytes: size + 10, whenFull: 'reject-new' });
+      const refused = batchOf(10);
+      o.append(refused);
+      const [taken] = o.take(1);
+      o.ack([taken!.id]);
+      o.append(batchOf(10));
+      expect(o.append(batchOf(10)).stored).toBe(false);
+      const good = batchOf(6, { device: 'child-1' });
+      o.split(
+        refused,
+        {
+          requeue: [good],
+          quarantine: {
+            createdMs: refused.createdMs,
+            records: 4,
+            pack: batchOf(4, { device: 'stranger-1' }).pack,
+            reason: 'not_child',
+            detail: undefined,
+          },
+        },
+        9_000,
+      );
+      expect(o.stats()).toMatchObject({ pending: 2, records: 16 });
+      expect(o.take(5).map((b) => b.seq)).toContainEqual(good.seq);
+    });
+
+    it('withholds a batch straight into the quarantine, never pending', () => {
+      const o = open();
+      const pending = batchOf(2);
+      o.append(pending);
+      const held = batchOf(3, { device: 'stranger-1' });
+      o.withhold(held, 'not_child', 'withheld', 4_000);
+      expect(o.find(held)).toBeUndefined();
+      expect(o.take(5).map((b) => b.seq)).toEqual([pending.seq]);
+      expect(o.listQuarantine(5)).toMatchObject([
+        {
+          boot: held.boot,
+          seq: held.seq,
+          createdMs: held.createdMs,
+          quarantinedMs: 4_000,
+          records: 3,
+          reason: 'not_child',
+          detail: 'withheld',
+          pack: held.pack,
+        },
+      ]);
+      expect(o.stats()).toMatchObject({
+        pending: 1,
+        records: 2,
+        quarantined: 1,
+        quarantinedRecords: 3,
+        counters: { appendedRecords: 2, quarantinedRecords: 3 },
+      });
+    });
+
     it('drop-oldest: drops the oldest batches to stay within maxBytes, and counts them', () => {
       const size = Buffer.byteLength(batchOf(10).pack);
       const o = open({ maxBytes: size * 3 + 10, whenFull: 'drop-oldest' });

@@ -73,6 +73,11 @@ export interface OutboxCounters {
   quarantinedRecords: number;
   /** Quarantined records forgotten because the quarantine exceeded its own bound. */
   quarantineDroppedRecords: number;
+  /**
+   * Records of refused batches queued again under new numbers (`split`): the readings of
+   * registered devices that shared a batch with a device the ingest refused as `not_child`.
+   */
+  requeuedRecords: number;
 }
 
 export const COUNTER_NAMES = [
@@ -84,6 +89,7 @@ export const COUNTER_NAMES = [
   'aggregateRecords',
   'quarantinedRecords',
   'quarantineDroppedRecords',
+  'requeuedRecords',
 ] as const satisfies readonly (keyof OutboxCounters)[];
 
 export function zeroCounters(): OutboxCounters {
@@ -96,6 +102,7 @@ export function zeroCounters(): OutboxCounters {
     aggregateRecords: 0,
     quarantinedRecords: 0,
     quarantineDroppedRecords: 0,
+    requeuedRecords: 0,
   };
 }
 
@@ -128,6 +135,26 @@ export type AppendOutcome =
       reason: 'full' | 'too_large';
     };
 
+/** What `split` quarantines of a refused batch, under the refused batch's `(boot, seq)`. */
+export interface QuarantinePart {
+  readonly createdMs: number;
+  readonly records: number;
+  /** The quarantined readings as a SenML pack (JSON text). */
+  readonly pack: string;
+  readonly reason: string;
+  readonly detail: string | undefined;
+}
+
+/** A refused batch cut in two: what is sent again, and what is quarantined. */
+export interface SplitParts {
+  /**
+   * New pending batches, each under a `(boot, seq)` never sent before: PROTOCOL.md §9 says
+   * nothing of a refused batch is stored, so these are new to the ingest, not duplicates.
+   */
+  readonly requeue: readonly NewBatch[];
+  readonly quarantine: QuarantinePart;
+}
+
 export interface OutboxLimits {
   maxBytes: number;
   whenFull: WhenFull;
@@ -156,6 +183,22 @@ export interface Outbox {
     nowMs: number,
     known?: OutboxBatch,
   ): boolean;
+  /**
+   * Puts a batch that never was pending straight into the quarantine: readings the agent
+   * does not send because it knows the ingest refuses them (uplink/child-standing.ts).
+   */
+  withhold(batch: NewBatch, reason: string, detail: string | undefined, nowMs: number): void;
+  /** The pending batch named by `ref`, if it is still pending. */
+  find(ref: BatchRef): OutboxBatch | undefined;
+  /**
+   * Splits a refused batch, in one transaction: the pending batch named by `ref` is removed
+   * (when it is still pending: one acknowledged a moment before its refusal is not), the
+   * `requeue` batches are appended and the quarantine part enters the quarantine. A crash
+   * leaves either the refused batch or its parts, never both or neither. The re-queued
+   * batches are not subject to `whenFull`: their readings were admitted once already, and
+   * refusing them now would lose what was kept; the next append restores the bound.
+   */
+  split(ref: BatchRef, parts: SplitParts, nowMs: number): void;
   /** Newest first. */
   listQuarantine(limit: number): QuarantinedBatch[];
   stats(): OutboxStats;

@@ -49,6 +49,49 @@ describe('SqliteOutbox on disk', () => {
     again.close();
   });
 
+  it('splits in one transaction: a split that fails part-way leaves the refused batch as it was', () => {
+    const path = join(dir, 'split.db');
+    const limits = { maxBytes: 1 << 20, whenFull: 'drop-oldest' as const };
+    const first = new SqliteOutbox({ path, ...limits });
+    const refused = batchOf(6);
+    first.append(refused);
+    first.take(1);
+    const before = first.stats();
+    const quarantine = {
+      createdMs: refused.createdMs,
+      records: 2,
+      pack: batchOf(2, { device: 'stranger-1' }).pack,
+      reason: 'not_child',
+      detail: undefined,
+    };
+    const good = batchOf(4, { device: 'child-1' });
+    // The second re-queued batch cannot be written (no pack): the first, written already
+    // inside the transaction, goes with it, and the refused batch stays.
+    const broken = { ...batchOf(1), pack: null as unknown as string };
+    expect(() => first.split(refused, { requeue: [good, broken], quarantine }, 5_000)).toThrow();
+    expect(first.stats()).toEqual(before);
+    expect(first.find(refused)).toMatchObject({ seq: refused.seq, attempts: 1 });
+    expect(first.listQuarantine(5)).toEqual([]);
+
+    first.split(refused, { requeue: [good], quarantine }, 5_000);
+    const after = first.stats();
+    first.close();
+    // What a restart finds: the parts, and the counters that say what happened.
+    const again = new SqliteOutbox({ path, ...limits });
+    expect(again.stats()).toEqual(after);
+    expect(after).toMatchObject({
+      pending: 1,
+      records: 4,
+      quarantined: 1,
+      quarantinedRecords: 2,
+      counters: { appendedRecords: 6, requeuedRecords: 4, quarantinedRecords: 2 },
+    });
+    expect(again.find(refused)).toBeUndefined();
+    expect(again.take(5).map((b) => [b.seq, b.pack])).toEqual([[good.seq, good.pack]]);
+    expect(again.listQuarantine(5)[0]).toMatchObject({ seq: refused.seq, reason: 'not_child' });
+    again.close();
+  });
+
   it('lets a read-only reader see the stats of an outbox another connection writes', () => {
     const path = join(dir, 'shared.db');
     const writer = new SqliteOutbox({ path, maxBytes: 1 << 20, whenFull: 'reject-new' });

@@ -15,6 +15,8 @@ import {
   type OutboxLimits,
   type OutboxStats,
   type QuarantinedBatch,
+  type QuarantinePart,
+  type SplitParts,
   zeroCounters,
 } from './outbox.js';
 
@@ -120,8 +122,8 @@ function toBatch(row: BatchRow): OutboxBatch {
 }
 
 /**
- * The outbox in SQLite (WAL). Every append, ack, drop, merge and quarantine is one
- * transaction, so a `kill -9` or power cut leaves either the state before or after it.
+ * The outbox in SQLite (WAL). Every append, ack, drop, merge, quarantine, split and withhold
+ * is one transaction, so a `kill -9` or power cut leaves either the state before or after it.
  * Totals are kept in memory and recomputed from the tables at open.
  */
 export class SqliteOutbox implements Outbox {
@@ -193,24 +195,7 @@ export class SqliteOutbox implements Outbox {
           reason: bytes > this.#limits.maxBytes ? 'too_large' : 'full',
         } as const;
       }
-      const id = Number(
-        this.#w.insert.run(
-          null,
-          batch.boot,
-          batch.seq[0],
-          batch.seq[1],
-          batch.createdMs,
-          batch.records,
-          bytes,
-          batch.level ?? 0,
-          0,
-          batch.pack,
-          batch.weights === undefined ? null : JSON.stringify(batch.weights),
-        ).lastInsertRowid,
-      );
-      this.#pending++;
-      this.#records += batch.records;
-      this.#bytes += bytes;
+      const id = this.#insert(batch, bytes);
       this.#count('appendedRecords', batch.records);
       return {
         stored: true,
@@ -266,37 +251,35 @@ export class SqliteOutbox implements Outbox {
       const row = this.#stmt.byRef.get(ref.boot, ref.seq[0], ref.seq[1]);
       const batch = row === undefined ? known : toBatch(row);
       if (batch === undefined) return false;
-      if (row !== undefined) {
-        this.#w.deleteBatch.get(row.id);
-        this.#pending--;
-        this.#records -= row.records;
-        this.#bytes -= row.bytes;
-      }
-      this.#w.insertQuarantine.run(
-        batch.boot,
-        batch.seq[0],
-        batch.seq[1],
-        batch.createdMs,
-        nowMs,
-        batch.records,
-        batch.bytes,
-        reason,
-        detail ?? null,
-        batch.pack,
-      );
-      this.#quarantined++;
-      this.#quarantinedRecords += batch.records;
-      this.#quarantinedBytes += batch.bytes;
-      this.#count('quarantinedRecords', batch.records);
-      while (this.#quarantinedBytes > this.#quarantineMaxBytes && this.#quarantined > 1) {
-        const oldest = this.#w.deleteOldestQuarantine.get();
-        if (oldest === undefined) break;
-        this.#quarantined--;
-        this.#quarantinedRecords -= oldest.records;
-        this.#quarantinedBytes -= oldest.bytes;
-        this.#count('quarantineDroppedRecords', oldest.records);
-      }
+      if (row !== undefined) this.#deleteRow(row);
+      this.#enterQuarantine(batch, { ...batch, reason, detail }, nowMs);
       return true;
+    });
+  }
+
+  withhold(batch: NewBatch, reason: string, detail: string | undefined, nowMs: number): void {
+    this.#writable();
+    this.#tx(() => this.#enterQuarantine(batch, { ...batch, reason, detail }, nowMs));
+  }
+
+  find(ref: BatchRef): OutboxBatch | undefined {
+    const row = this.#stmt.byRef.get(ref.boot, ref.seq[0], ref.seq[1]);
+    return row === undefined ? undefined : toBatch(row);
+  }
+
+  split(ref: BatchRef, parts: SplitParts, nowMs: number): void {
+    this.#writable();
+    // Fsynced like an append: the re-queued readings exist nowhere else once it commits.
+    this.#tx(() => {
+      const row = this.#stmt.byRef.get(ref.boot, ref.seq[0], ref.seq[1]);
+      // Inserted while the refused row still exists, so their ids come after its id and
+      // never reuse it (an acknowledgement of the refused batch may still be on its way).
+      for (const batch of parts.requeue) {
+        this.#insert(batch, batchBytes(batch));
+        this.#count('requeuedRecords', batch.records);
+      }
+      if (row !== undefined) this.#deleteRow(row);
+      this.#enterQuarantine(ref, parts.quarantine, nowMs);
     });
   }
 
@@ -349,7 +332,17 @@ export class SqliteOutbox implements Outbox {
   }
 
   #tx<T>(fn: () => T): T {
-    return this.#db.transaction(fn)();
+    try {
+      return this.#db.transaction(fn)();
+    } catch (err) {
+      // Rolled back: the totals kept in memory are read again from what is on disk.
+      try {
+        this.#reloadTotals(true);
+      } catch {
+        // The disk is failing: the first error says more.
+      }
+      throw err;
+    }
   }
 
   /** A transaction that does not wait for an fsync (see `synchronous`). */
@@ -372,7 +365,7 @@ export class SqliteOutbox implements Outbox {
     this.#w.bumpCounter.run(name, n);
   }
 
-  #reloadTotals(): void {
+  #reloadTotals(counters = this.#readonly): void {
     const pending = this.#stmt.pendingTotals.get()!;
     this.#pending = pending.n;
     this.#records = pending.records ?? 0;
@@ -381,12 +374,75 @@ export class SqliteOutbox implements Outbox {
     this.#quarantined = quarantined.n;
     this.#quarantinedRecords = quarantined.records ?? 0;
     this.#quarantinedBytes = quarantined.bytes ?? 0;
-    if (this.#readonly) {
+    if (counters) {
+      Object.assign(this.#counters, zeroCounters());
       for (const row of this.#stmt.counters.all()) {
         if ((COUNTER_NAMES as readonly string[]).includes(row.name)) {
           this.#counters[row.name as keyof OutboxCounters] = row.value;
         }
       }
+    }
+  }
+
+  /**
+   * Inserts a pending batch (inside a transaction) under `id`, or a new id when null;
+   * returns the id.
+   */
+  #insert(batch: NewBatch, bytes: number, id: number | null = null): number {
+    const rowId = Number(
+      this.#w.insert.run(
+        id,
+        batch.boot,
+        batch.seq[0],
+        batch.seq[1],
+        batch.createdMs,
+        batch.records,
+        bytes,
+        batch.level ?? 0,
+        0,
+        batch.pack,
+        batch.weights === undefined ? null : JSON.stringify(batch.weights),
+      ).lastInsertRowid,
+    );
+    this.#pending++;
+    this.#records += batch.records;
+    this.#bytes += bytes;
+    return rowId;
+  }
+
+  #deleteRow(row: BatchRow): void {
+    if (this.#w.deleteBatch.get(row.id) === undefined) return;
+    this.#pending--;
+    this.#records -= row.records;
+    this.#bytes -= row.bytes;
+  }
+
+  /** Adds to the quarantine under `ref`, then forgets the oldest beyond its bound. */
+  #enterQuarantine(ref: BatchRef, part: QuarantinePart, nowMs: number): void {
+    const bytes = batchBytes(part);
+    this.#w.insertQuarantine.run(
+      ref.boot,
+      ref.seq[0],
+      ref.seq[1],
+      part.createdMs,
+      nowMs,
+      part.records,
+      bytes,
+      part.reason,
+      part.detail ?? null,
+      part.pack,
+    );
+    this.#quarantined++;
+    this.#quarantinedRecords += part.records;
+    this.#quarantinedBytes += bytes;
+    this.#count('quarantinedRecords', part.records);
+    while (this.#quarantinedBytes > this.#quarantineMaxBytes && this.#quarantined > 1) {
+      const oldest = this.#w.deleteOldestQuarantine.get();
+      if (oldest === undefined) break;
+      this.#quarantined--;
+      this.#quarantinedRecords -= oldest.records;
+      this.#quarantinedBytes -= oldest.bytes;
+      this.#count('quarantineDroppedRecords', oldest.records);
     }
   }
 
@@ -413,23 +469,7 @@ export class SqliteOutbox implements Outbox {
   }
 
   #insertMerged(batch: MergedBatch): void {
-    const bytes = batchBytes(batch);
-    this.#w.insert.run(
-      batch.id,
-      batch.boot,
-      batch.seq[0],
-      batch.seq[1],
-      batch.createdMs,
-      batch.records,
-      bytes,
-      batch.level,
-      0,
-      batch.pack,
-      JSON.stringify(batch.weights),
-    );
-    this.#pending++;
-    this.#records += batch.records;
-    this.#bytes += bytes;
+    this.#insert(batch, batchBytes(batch), batch.id);
   }
 }
 

@@ -167,4 +167,89 @@ describe('Batcher', () => {
     const out = [...b.add(input, 0), ...b.flush()].flatMap((x) => x.readings);
     expect(out).toEqual(input);
   });
+
+  describe('isolated devices', () => {
+    const devicesOf = (batch: Batch) => [...new Set(batch.readings.map((r) => r.deviceId))];
+
+    it('keeps the readings of an isolated device in batches of its own, cut by the same rules', () => {
+      const isolated = new Set(['boiler-1']);
+      const b = new Batcher(config({ maxRecords: 10, maxAge: '2s' }), {
+        publisherId: GW,
+        isolated: (id) => isolated.has(id),
+      });
+      // boiler-0, boiler-1, boiler-2 in turn: 15 readings of each.
+      const input = many(45);
+      const batches = [...b.add(input, 0), ...b.tick(2_000)];
+      for (const batch of batches) {
+        const devices = devicesOf(batch);
+        if (devices.includes('boiler-1')) expect(devices).toEqual(['boiler-1']);
+      }
+      expect(batches.map((x) => [devicesOf(x).join('+'), x.readings.length, x.cut])).toEqual([
+        ['boiler-0+boiler-2', 10, 'records'],
+        ['boiler-1', 10, 'records'],
+        ['boiler-0+boiler-2', 10, 'records'],
+        ['boiler-0+boiler-2', 10, 'records'],
+        ['boiler-1', 5, 'age'],
+      ]);
+      expect(batches.map((x) => x.device)).toEqual([
+        undefined,
+        'boiler-1',
+        undefined,
+        undefined,
+        'boiler-1',
+      ]);
+      expect(b.pending).toBe(0);
+      // Each device's readings keep their order.
+      for (const device of ['boiler-0', 'boiler-1', 'boiler-2']) {
+        expect(batches.flatMap((x) => x.readings).filter((r) => r.deviceId === device)).toEqual(
+          input.filter((r) => r.deviceId === device),
+        );
+      }
+    });
+
+    it('ages each open batch from its own first reading, and flushes them all', () => {
+      const b = new Batcher(config({ maxAge: '2s' }), { isolated: (id) => id === 'boiler-1' });
+      b.add([reading(0)], 1_000); // boiler-0, shared
+      b.add([reading(1)], 1_500); // boiler-1, apart
+      expect(b.pending).toBe(2);
+      expect(b.nextDueAt()).toBe(3_000);
+      expect(b.tick(3_000).map((x) => devicesOf(x))).toEqual([['boiler-0']]);
+      expect(b.nextDueAt()).toBe(3_500);
+      b.add([reading(3)], 3_200); // boiler-0 again
+      expect(b.flush().map((x) => [devicesOf(x), x.cut])).toEqual([
+        [['boiler-0'], 'flush'],
+        [['boiler-1'], 'flush'],
+      ]);
+      expect(b.pending).toBe(0);
+      expect(b.nextDueAt()).toBeUndefined();
+    });
+
+    it('counts the bytes of an isolated batch on its own', () => {
+      const b = new Batcher(config({ maxRecords: 5000, maxBytes: '8KiB' }), {
+        publisherId: GW,
+        isolated: (id) => id === 'boiler-1',
+      });
+      const batches = [...b.add(many(1500), 0), ...b.flush()];
+      for (const batch of batches) {
+        expect(batch.bytes).toBeLessThanOrEqual(8 * 1024);
+        expect(payloadBytes(batch)).toBeLessThanOrEqual(8 * 1024);
+        const json = new TextEncoder().encode(JSON.stringify(compressPack(batch.readings, GW)));
+        expect(batch.bytes).toBe(json.length - 2 + ENVELOPE_RESERVE_BYTES);
+      }
+      expect(batches.filter((x) => devicesOf(x).includes('boiler-1')).length).toBeGreaterThan(1);
+    });
+
+    it('follows the isolated set as it changes: a released device joins the shared batch again', () => {
+      const isolated = new Set<string>();
+      const b = new Batcher(config({ maxAge: '1s' }), { isolated: (id) => isolated.has(id) });
+      b.add([reading(0), reading(1)], 0);
+      isolated.add('boiler-1');
+      b.add([reading(4)], 100); // boiler-1: apart from now on
+      const first = b.tick(1_100);
+      expect(first.map((x) => devicesOf(x))).toEqual([['boiler-0', 'boiler-1'], ['boiler-1']]);
+      isolated.delete('boiler-1');
+      b.add([reading(6), reading(7)], 2_000);
+      expect(b.flush().map((x) => devicesOf(x))).toEqual([['boiler-0', 'boiler-1']]);
+    });
+  });
 });

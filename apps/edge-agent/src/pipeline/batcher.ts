@@ -81,6 +81,8 @@ export interface Batch {
   openedAt: number;
   /** Why the batch was cut. */
   cut: BatchCut;
+  /** The isolated device whose batch of its own this is (BatcherOptions.isolated). */
+  device?: string;
 }
 
 const encoder = new TextEncoder();
@@ -167,27 +169,57 @@ class PackSizer {
 export interface BatcherOptions {
   /** The gateway's own id: its readings take no base name (PROTOCOL.md §5). */
   publisherId?: string;
+  /**
+   * Devices whose readings go in batches of their own, never mixed with other devices'
+   * readings: those the ingest refused as not children of the gateway, since one such
+   * reading gets a whole batch refused (see uplink/child-standing.ts). Asked once for each
+   * run of readings of one device.
+   */
+  isolated?: (deviceId: string) => boolean;
+}
+
+/** One open batch: the shared one, or an isolated device's. */
+class Lane {
+  readings: Reading[] = [];
+  bytes = ENVELOPE_RESERVE_BYTES;
+  openedAt = 0;
+  readonly sizer: PackSizer;
+  /** The isolated device, for a lane apart. */
+  readonly device: string | undefined;
+
+  constructor(publisherId: string | undefined, device?: string) {
+    this.sizer = new PackSizer(publisherId);
+    this.device = device;
+  }
 }
 
 export class Batcher {
   readonly #maxRecords: number;
   readonly #maxAge: number;
   readonly #maxBytes: number;
-  readonly #sizer: PackSizer;
-  #readings: Reading[] = [];
-  #bytes = ENVELOPE_RESERVE_BYTES;
-  #openedAt = 0;
+  readonly #publisherId: string | undefined;
+  readonly #isolated: ((deviceId: string) => boolean) | undefined;
+  readonly #shared: Lane;
+  /**
+   * Open batches of isolated devices. A lane is dropped once cut empty, so there are never
+   * more than the isolated devices with readings younger than `maxAge`.
+   */
+  readonly #apart = new Map<string, Lane>();
 
   constructor(config: BatchConfig, options: BatcherOptions = {}) {
     this.#maxRecords = config.maxRecords;
     this.#maxAge = config.maxAge;
     this.#maxBytes = config.maxBytes;
-    this.#sizer = new PackSizer(options.publisherId);
+    this.#publisherId = options.publisherId;
+    this.#isolated = options.isolated;
+    this.#shared = new Lane(options.publisherId);
   }
 
-  /** Readings waiting in the open batch. */
+  /** Readings waiting in open batches. */
   get pending(): number {
-    return this.#readings.length;
+    let n = this.#shared.readings.length;
+    for (const lane of this.#apart.values()) n += lane.readings.length;
+    return n;
   }
 
   /**
@@ -196,48 +228,85 @@ export class Batcher {
    */
   add(readings: readonly Reading[], now: number): Batch[] {
     const batches = this.tick(now);
+    let lane = this.#shared;
+    let device: string | undefined;
     for (const reading of readings) {
-      if (this.#readings.length === 0) this.#openedAt = now;
-      let size = this.#sizer.add(reading);
-      if (this.#readings.length > 0 && this.#bytes + size > this.#maxBytes) {
-        batches.push(this.#cut('bytes'));
-        this.#openedAt = now;
-        size = this.#sizer.add(reading);
+      if (this.#isolated !== undefined && reading.deviceId !== device) {
+        device = reading.deviceId;
+        lane = this.#isolated(device) ? this.#laneApart(device) : this.#shared;
       }
-      this.#readings.push(reading);
-      this.#bytes += size;
-      if (this.#readings.length >= this.#maxRecords) batches.push(this.#cut('records'));
+      if (lane.readings.length === 0) lane.openedAt = now;
+      let size = lane.sizer.add(reading);
+      if (lane.readings.length > 0 && lane.bytes + size > this.#maxBytes) {
+        batches.push(this.#cut(lane, 'bytes'));
+        lane.openedAt = now;
+        size = lane.sizer.add(reading);
+      }
+      lane.readings.push(reading);
+      lane.bytes += size;
+      if (lane.readings.length >= this.#maxRecords) batches.push(this.#cut(lane, 'records'));
     }
     return batches;
   }
 
-  /** Cuts the open batch once it is `maxAge` old, or at once if `now` went backwards. */
+  /** Cuts each open batch once it is `maxAge` old, or at once if `now` went backwards. */
   tick(now: number): Batch[] {
-    if (this.#readings.length === 0) return [];
-    if (now < this.#openedAt) return [this.#cut('clock')];
-    return now - this.#openedAt >= this.#maxAge ? [this.#cut('age')] : [];
+    const batches: Batch[] = [];
+    this.#tickLane(this.#shared, now, batches);
+    for (const [device, lane] of this.#apart) {
+      this.#tickLane(lane, now, batches);
+      if (lane.readings.length === 0) this.#apart.delete(device);
+    }
+    return batches;
   }
 
   /** Cuts whatever is open (shutdown). */
   flush(): Batch[] {
-    return this.#readings.length === 0 ? [] : [this.#cut('flush')];
+    const batches: Batch[] = [];
+    for (const lane of [this.#shared, ...this.#apart.values()]) {
+      if (lane.readings.length > 0) batches.push(this.#cut(lane, 'flush'));
+    }
+    this.#apart.clear();
+    return batches;
   }
 
   nextDueAt(): number | undefined {
-    return this.#readings.length === 0 ? undefined : this.#openedAt + this.#maxAge;
+    let due: number | undefined;
+    for (const lane of [this.#shared, ...this.#apart.values()]) {
+      if (lane.readings.length === 0) continue;
+      const at = lane.openedAt + this.#maxAge;
+      if (due === undefined || at < due) due = at;
+    }
+    return due;
   }
 
-  #cut(cut: BatchCut): Batch {
+  #laneApart(device: string): Lane {
+    let lane = this.#apart.get(device);
+    if (lane === undefined) {
+      lane = new Lane(this.#publisherId, device);
+      this.#apart.set(device, lane);
+    }
+    return lane;
+  }
+
+  #tickLane(lane: Lane, now: number, out: Batch[]): void {
+    if (lane.readings.length === 0) return;
+    if (now < lane.openedAt) out.push(this.#cut(lane, 'clock'));
+    else if (now - lane.openedAt >= this.#maxAge) out.push(this.#cut(lane, 'age'));
+  }
+
+  #cut(lane: Lane, cut: BatchCut): Batch {
     // The last record's trailing comma is not written.
     const batch: Batch = {
-      readings: this.#readings,
-      bytes: this.#bytes - 1,
-      openedAt: this.#openedAt,
+      readings: lane.readings,
+      bytes: lane.bytes - 1,
+      openedAt: lane.openedAt,
       cut,
     };
-    this.#readings = [];
-    this.#bytes = ENVELOPE_RESERVE_BYTES;
-    this.#sizer.reset();
+    if (lane.device !== undefined) batch.device = lane.device;
+    lane.readings = [];
+    lane.bytes = ENVELOPE_RESERVE_BYTES;
+    lane.sizer.reset();
     return batch;
   }
 }

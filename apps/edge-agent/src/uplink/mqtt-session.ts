@@ -24,8 +24,11 @@ export interface MqttSessionOptions {
    * gateway off.
    */
   optionalSubscriptions?: readonly string[];
-  /** The broker answered the optional subscriptions of the current connection. */
-  onOptionalSubscribed?(): void;
+  /**
+   * The broker answered the optional subscriptions of the current connection: each topic,
+   * granted (`true`) or refused. Not called when no SUBACK came (the connection ended).
+   */
+  onOptionalSubscribed?(answers: ReadonlyMap<string, boolean>): void;
   random: () => number;
   /** Monotonic ms, for how long the session has been down. */
   monotonic: () => number;
@@ -161,14 +164,22 @@ export class MqttSession {
   #subscribeOptional(client: MqttClient): void {
     const topics = this.#o.optionalSubscriptions ?? [];
     if (topics.length === 0) return;
-    client.subscribe([...topics], { qos: 1 }, (err, granted) => {
+    client.subscribe([...topics], { qos: 1 }, (err, _granted, suback) => {
       if (this.#client !== client) return;
-      for (const g of granted ?? []) if ((g.qos & 0x80) === 0) this.#granted.add(g.topic);
-      this.#o.onOptionalSubscribed?.();
+      // The SUBACK's return codes, one per topic in the order sent (one packet: no
+      // subscribeBatchSize). Not the `granted` list: when any topic is refused, mqtt.js
+      // hands that back with the QoS asked for, not the code the broker answered.
+      const answers = new Map<string, boolean>();
+      topics.forEach((topic, i) => {
+        const code = suback?.granted[i];
+        if (typeof code === 'number') answers.set(topic, (code & 0x80) === 0);
+      });
+      for (const [topic, ok] of answers) if (ok) this.#granted.add(topic);
+      if (answers.size > 0) this.#o.onOptionalSubscribed?.(answers);
       if (err === null || err === undefined) return;
-      const refused = (granted ?? [])
-        .filter((g) => (g.qos & 0x80) !== 0)
-        .map((g) => g.topic)
+      const refused = [...answers]
+        .filter(([, ok]) => !ok)
+        .map(([topic]) => topic)
         .slice(0, 20);
       this.#o.logger.warn(
         { refused, err: err.message },

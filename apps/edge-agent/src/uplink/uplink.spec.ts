@@ -1,20 +1,28 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Reading } from '@outpost/protocol/senml';
 import type { TelemetryBatch } from '@outpost/protocol/telemetry';
 import { generateKeyPair } from '@outpost/signing/keys';
 import { importSigningKey, type SigningKey } from '@outpost/signing/sign';
 import { fakeClock } from '@outpost/test-kit/clock';
 import { pino } from 'pino';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpFetch } from '../http/node-http-fetch.js';
 import { AgentMetrics } from '../metrics/agent-metrics.js';
+import { decodePack } from '../outbox/downsample.js';
 import { MemoryOutbox } from '../outbox/memory-outbox.js';
-import type { NewBatch } from '../outbox/outbox.js';
+import type { NewBatch, Outbox } from '../outbox/outbox.js';
 import { packReadings } from '../outbox/pack.js';
+import { SqliteOutbox } from '../outbox/sqlite-outbox.js';
+import { ChildStanding } from './child-standing.js';
 import { DeviceTokens } from './device-token.js';
 import { HttpTelemetry } from './http-telemetry.js';
 import { type BatchPublisher, Uplink } from './uplink.js';
 
-// Real parts: Uplink, MemoryOutbox (same contract as SQLite), signatures. Fake: the MQTT
-// session (a strict fake that records each publish and is resolved by the test) and time.
+// Real parts: Uplink, MemoryOutbox (same contract as SQLite; SqliteOutbox where its ids
+// matter), signatures, ChildStanding. Fake: the MQTT session (a strict fake that records each
+// publish and is resolved by the test) and time.
 
 const GW = 'gw-1';
 const TOPIC = `v1/devices/${GW}/telemetry`;
@@ -88,8 +96,52 @@ const settle = async () => {
 
 let seq = 0;
 function batchAt(createdMs: number, n = 10): NewBatch {
-  const readings = Array.from({ length: n }, (_, i) => ({
-    deviceId: 'th-1',
+  return mixedBatch(createdMs, ['th-1'], n);
+}
+
+function setup(
+  options: { window?: number; http?: HttpTelemetry; outbox?: Outbox; notChild?: boolean } = {},
+) {
+  const clock = fakeClock(Date.UTC(2025, 5, 1));
+  const outbox = options.outbox ?? new MemoryOutbox({ maxBytes: 1 << 30, whenFull: 'drop-oldest' });
+  const session = new FakeSession(clock);
+  const metrics = new AgentMetrics({ defaultMetrics: false });
+  const standing = new ChildStanding({ gatewayId: GW });
+  // This boot's numbers for re-queued parts, as Intake.claimSeq hands them out.
+  let nextSeq = 5_000;
+  const uplink = new Uplink({
+    outbox,
+    key,
+    topic: TOPIC,
+    mqtt: session,
+    http: options.http,
+    window: options.window ?? 16,
+    backfillAfterMs: 10_000,
+    ackTimeoutMs: 30_000,
+    httpAfterMs: 30_000,
+    now: clock.now,
+    monotonic: clock.now,
+    logger: pino({ level: 'silent' }),
+    metrics,
+    notChild: options.notChild
+      ? {
+          publisherId: GW,
+          standing,
+          renumber: (n) => {
+            const seq: [number, number] = [nextSeq, nextSeq + n - 1];
+            nextSeq += n;
+            return { boot: 'bootBBBB2', seq };
+          },
+        }
+      : undefined,
+  });
+  return { clock, outbox, session, uplink, metrics, standing };
+}
+
+/** A batch of `devices` readings in turn, `n` of them, as the intake would append it. */
+function mixedBatch(createdMs: number, devices: readonly string[], n: number): NewBatch {
+  const readings: Reading[] = Array.from({ length: n }, (_, i) => ({
+    deviceId: devices[i % devices.length]!,
     metric: 'seq',
     time: createdMs / 1000 + i / 100,
     value: seq + i,
@@ -107,28 +159,17 @@ function batchAt(createdMs: number, n = 10): NewBatch {
   };
 }
 
-function setup(options: { window?: number; http?: HttpTelemetry } = {}) {
-  const clock = fakeClock(Date.UTC(2025, 5, 1));
-  const outbox = new MemoryOutbox({ maxBytes: 1 << 30, whenFull: 'drop-oldest' });
-  const session = new FakeSession(clock);
-  const metrics = new AgentMetrics({ defaultMetrics: false });
-  const uplink = new Uplink({
-    outbox,
-    key,
-    topic: TOPIC,
-    mqtt: session,
-    http: options.http,
-    window: options.window ?? 16,
-    backfillAfterMs: 10_000,
-    ackTimeoutMs: 30_000,
-    httpAfterMs: 30_000,
-    now: clock.now,
-    monotonic: clock.now,
-    logger: pino({ level: 'silent' }),
-    metrics,
-  });
-  return { clock, outbox, session, uplink, metrics };
+const devicesOf = (records: TelemetryBatch['records']) =>
+  [...new Set(records.map((r) => `${r.bn ?? ''}`))].filter((bn) => bn !== '');
+
+async function counter(metrics: AgentMetrics, name: string): Promise<string[]> {
+  return (await metrics.registry.getSingleMetricAsString(name))
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'));
 }
+
+const tmp = mkdtempSync(join(tmpdir(), 'uplink-spec-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('Uplink', () => {
   it('keeps every batch through a 10-minute outage (injected time) and sends each once after, in a bounded window', async () => {
@@ -302,5 +343,127 @@ describe('Uplink', () => {
     expect(outbox.stats()).toMatchObject({ pending: 0, quarantined: 1 });
     expect(outbox.listQuarantine(1)[0]).toMatchObject({ reason: 'schema', detail: 'bad record' });
     expect(session.sent).toHaveLength(0);
+  });
+
+  describe('a batch refused as not_child', () => {
+    it('is split: the readings of the gateway and its registered children are sent again under new numbers, the stranger quarantined and kept apart', async () => {
+      const { clock, outbox, session, uplink, metrics, standing } = setup({ notChild: true });
+      standing.answered([
+        ['th-1', true],
+        ['stranger-1', false],
+      ]);
+      session.up = true;
+      const refused = mixedBatch(clock.now(), ['th-1', 'stranger-1', GW], 9);
+      outbox.append(refused);
+      uplink.kick();
+      await settle();
+      const [first] = session.open;
+      // PROTOCOL.md §9: acknowledged, then refused on the commands topic.
+      ackAll([first!]);
+      await settle();
+      expect(outbox.stats().pending).toBe(0);
+      expect(uplink.rejected(refused, 'not_child', 'not a child of gw-1: stranger-1')).toBe(true);
+      await settle();
+
+      const [again] = session.open;
+      expect(again!.batch.boot).toBe('bootBBBB2');
+      expect(again!.batch.seq).toEqual([5_000, 5_005]);
+      const all = decodePack(refused.pack, GW);
+      const resent = all.filter((r) => r.deviceId !== 'stranger-1');
+      expect(again!.batch.records).toHaveLength(6);
+      expect(devicesOf(again!.batch.records)).toEqual(['th-1/']);
+      ackAll([again!]);
+      await settle();
+      expect(outbox.stats()).toMatchObject({
+        pending: 0,
+        quarantined: 1,
+        quarantinedRecords: 3,
+        counters: { requeuedRecords: 6, ackedRecords: 15 },
+      });
+      const [q] = outbox.listQuarantine(5);
+      expect(q).toMatchObject({ boot: refused.boot, seq: refused.seq, reason: 'not_child' });
+      expect(decodePack(q!.pack, GW)).toEqual(all.filter((r) => r.deviceId === 'stranger-1'));
+      expect(resent).toHaveLength(6);
+      expect(standing.isolated('stranger-1')).toBe(true);
+      expect(standing.isolated('th-1')).toBe(false);
+      expect(await counter(metrics, 'outpost_agent_uplink_batches_split_total')).toEqual([
+        'outpost_agent_uplink_batches_split_total 1',
+      ]);
+      expect(await counter(metrics, 'outpost_agent_uplink_batches_rejected_total')).toEqual([
+        'outpost_agent_uplink_batches_rejected_total{reason="not_child"} 1',
+      ]);
+    });
+
+    it('is quarantined whole when none of its devices is known registered, and when all are', async () => {
+      const { clock, outbox, session, uplink, metrics, standing } = setup({ notChild: true });
+      standing.answered([['th-1', true]]);
+      session.up = true;
+      // th-2 is a local sensor whose standing the agent cannot know: set apart with the stranger.
+      const strangers = mixedBatch(clock.now(), ['stranger-1', 'th-2'], 4);
+      const known = mixedBatch(clock.now(), ['th-1', GW], 4);
+      outbox.append(strangers);
+      outbox.append(known);
+      uplink.kick();
+      await settle();
+      expect(uplink.rejected(strangers, 'not_child', undefined)).toBe(true);
+      // What the agent believed is out of date (th-1 unregistered since it subscribed): the
+      // batch is not sent again, or it would be refused for ever.
+      expect(uplink.rejected(known, 'not_child', undefined)).toBe(true);
+      ackAll(session.open);
+      await settle();
+      expect(session.open).toEqual([]);
+      expect(outbox.listQuarantine(5).map((q) => [q.seq, q.records])).toEqual([
+        [known.seq, 4],
+        [strangers.seq, 4],
+      ]);
+      expect(outbox.stats()).toMatchObject({ pending: 0, counters: { requeuedRecords: 0 } });
+      expect(['stranger-1', 'th-2', 'th-1'].map((id) => standing.isolated(id))).toEqual([
+        true,
+        true,
+        false,
+      ]);
+      expect(await counter(metrics, 'outpost_agent_uplink_batches_split_total')).toEqual([
+        'outpost_agent_uplink_batches_split_total 0',
+      ]);
+    });
+
+    it('is split also when refused while still pending, and a late PUBACK of it removes nothing else (SQLite reuses ids)', async () => {
+      const outbox = new SqliteOutbox({
+        path: join(tmp, 'late-puback.db'),
+        maxBytes: 1 << 30,
+        whenFull: 'drop-oldest',
+      });
+      const { clock, session, uplink, standing } = setup({ notChild: true, outbox });
+      standing.answered([['th-1', true]]);
+      session.up = true;
+      const refused = mixedBatch(clock.now(), ['th-1', 'stranger-1'], 4);
+      outbox.append(refused);
+      uplink.kick();
+      await settle();
+      const [late] = session.open;
+      // Refused before its PUBACK came (HTTP, or a PUBACK held up).
+      expect(uplink.rejected(refused, 'not_child', undefined)).toBe(true);
+      settled.add(late!);
+      await settle();
+      const [requeued] = session.open;
+      expect(requeued!.batch.records).toHaveLength(2);
+      ackAll([requeued!]);
+      await settle();
+      expect(outbox.stats().pending).toBe(0);
+      // The outbox is empty: the next batch gets the refused batch's id again.
+      const next = batchAt(clock.now(), 3);
+      const appended = outbox.append(next);
+      expect(appended).toMatchObject({ stored: true, id: 1 });
+      late!.ack();
+      await settle();
+      expect(outbox.find(next)).toBeDefined();
+      const [sent] = session.open;
+      expect(sent!.batch.seq).toEqual(next.seq);
+      ackAll([sent!]);
+      await settle();
+      expect(outbox.stats()).toMatchObject({ pending: 0, counters: { ackedRecords: 5 } });
+      uplink.stop();
+      outbox.close();
+    });
   });
 });

@@ -1,8 +1,10 @@
 import type { SigningKey } from '@outpost/signing/sign';
 import type { Logger } from 'pino';
 import type { AgentMetrics } from '../metrics/agent-metrics.js';
-import type { BatchRef, Outbox, OutboxBatch } from '../outbox/outbox.js';
+import type { BatchRef, NewBatch, Outbox, OutboxBatch } from '../outbox/outbox.js';
+import type { ChildStanding } from './child-standing.js';
 import type { HttpTelemetry } from './http-telemetry.js';
+import { splitNotChild } from './not-child.js';
 import { isBackfill, signOutboxBatch } from './sign-batch.js';
 
 /** What the uplink needs of an MQTT session (MqttSession; a fake in unit tests). */
@@ -40,6 +42,23 @@ export interface UplinkOptions {
   metrics: AgentMetrics;
   /** The outbox just became empty (after holding a backlog). */
   onDrained?: () => void;
+  /**
+   * Splitting batches refused as `not_child` (./not-child.ts); without it such a batch is
+   * quarantined whole, like any other refusal.
+   */
+  notChild?: NotChildOptions;
+}
+
+export interface NotChildOptions {
+  /** The gateway's id: its own readings carry no base name. */
+  publisherId: string;
+  /** Who is known registered; learns which devices to keep apart. */
+  standing: ChildStanding;
+  /**
+   * A `(boot, seq)` for `records` re-queued records: this boot's next numbers, which no
+   * batch was sent under.
+   */
+  renumber(records: number): BatchRef;
 }
 
 interface InFlight {
@@ -68,6 +87,12 @@ export class Uplink {
   readonly #acked = new Map<number, OutboxBatch>();
   /** Recently acknowledged batches by `boot/seq`, for a refusal that arrives after the ack. */
   readonly #recent = new Map<string, { batch: OutboxBatch; at: number }>();
+  /**
+   * Recently refused batches by `boot/seq`: a PUBACK that comes after the refusal (of a
+   * resend, or one held up) must not remove the batch that took the refused one's id in the
+   * outbox meanwhile (SQLite hands out the highest id + 1 again).
+   */
+  readonly #refused = new Set<string>();
   #flushScheduled = false;
   /** After `stop`, acks are written once (the outbox closes right after). */
   #flushedAfterStop = false;
@@ -129,25 +154,104 @@ export class Uplink {
     this.#o.metrics.inflight.set(this.#inflight.size);
   }
 
-  /** PROTOCOL.md §8 `telemetry.rejected`: the batch goes to quarantine, never to be retried. */
+  /**
+   * PROTOCOL.md §8 `telemetry.rejected`: the batch goes to quarantine, never to be retried.
+   * A `not_child` refusal is split first (`notChild`): the readings of the gateway and of
+   * its known registered children go back to the outbox under new numbers, only the others
+   * are quarantined.
+   */
   rejected(ref: BatchRef, reason: string, detail: string | undefined): boolean {
     const key = refKey(ref);
     const known = this.#recent.get(key)?.batch;
-    const moved = this.#o.outbox.quarantine(ref, reason, detail, this.#o.now(), known);
     this.#recent.delete(key);
+    this.#refused.add(key);
+    while (this.#refused.size > RECENT_ACKED_MAX) {
+      this.#refused.delete(this.#refused.values().next().value!);
+    }
     for (const [id, entry] of this.#inflight) {
       if (refKey(entry.batch) === key) this.#inflight.delete(id);
     }
+    for (const [id, batch] of this.#acked) {
+      if (refKey(batch) === key) this.#acked.delete(id);
+    }
+    const split = reason === 'not_child' && this.#splitNotChild(ref, reason, detail, known);
+    const moved = split || this.#o.outbox.quarantine(ref, reason, detail, this.#o.now(), known);
     if (moved) {
       this.#o.metrics.batchesRejected.inc({ reason });
-      this.#o.logger.warn(
-        { boot: ref.boot, seq: ref.seq, reason, detail },
-        'batch refused by the ingest; quarantined',
-      );
+      if (!split) {
+        this.#o.logger.warn(
+          { boot: ref.boot, seq: ref.seq, reason, detail },
+          'batch refused by the ingest; quarantined',
+        );
+      }
     } else {
       this.#o.logger.warn({ boot: ref.boot, seq: ref.seq, reason }, 'refusal of an unknown batch');
     }
+    if (split) this.kick();
     return moved;
+  }
+
+  /** True when the refused batch was split (both parts written); false to quarantine it. */
+  #splitNotChild(
+    ref: BatchRef,
+    reason: string,
+    detail: string | undefined,
+    known: OutboxBatch | undefined,
+  ): boolean {
+    const notChild = this.#o.notChild;
+    if (notChild === undefined) return false;
+    const batch = this.#o.outbox.find(ref) ?? known;
+    if (batch === undefined) return false;
+    const { standing } = notChild;
+    const { strangers, parts } = splitNotChild(batch, notChild.publisherId, (id) =>
+      standing.registered(id),
+    );
+    const isolated = standing.isolate(strangers);
+    if (isolated.length > 0) {
+      this.#o.logger.warn(
+        { devices: isolated, withheld: isolated.filter((id) => standing.withheld(id)) },
+        'refused as not a child of this gateway: their readings go in batches of their own (withheld ones to the quarantine unsent) until the broker grants their commands topic',
+      );
+    }
+    if (parts === undefined) return false;
+    const requeue = parts.requeue.map(
+      (part): NewBatch => ({
+        ...notChild.renumber(part.records),
+        createdMs: batch.createdMs,
+        records: part.records,
+        pack: part.pack,
+        level: batch.level,
+        ...(part.weights === undefined ? {} : { weights: part.weights }),
+      }),
+    );
+    this.#o.outbox.split(
+      ref,
+      {
+        requeue,
+        quarantine: {
+          createdMs: batch.createdMs,
+          records: parts.quarantine.records,
+          pack: parts.quarantine.pack,
+          reason,
+          detail,
+        },
+      },
+      this.#o.now(),
+    );
+    this.#o.metrics.batchesSplit.inc();
+    this.#o.logger.warn(
+      {
+        boot: ref.boot,
+        seq: ref.seq,
+        reason,
+        detail,
+        requeued: requeue.reduce((n, b) => n + b.records, 0),
+        quarantined: parts.quarantine.records,
+        strangers,
+      },
+      'batch refused by the ingest; readings of registered devices queued again, the rest quarantined',
+    );
+    return true;
   }
 
   /**
@@ -222,6 +326,8 @@ export class Uplink {
     // A batch dropped from the window (session down) and sent again may be acked twice.
     if (this.#inflight.get(batch.id) === entry) this.#inflight.delete(batch.id);
     if (outcome === 'rejected' || this.#acked.has(batch.id)) return;
+    // The PUBACK of a batch refused meanwhile: it has left the outbox already.
+    if (this.#refused.has(refKey(batch))) return;
     this.#o.metrics.batchesAcked.inc({ transport });
     this.#acked.set(batch.id, batch);
     if (!this.#flushScheduled) {
