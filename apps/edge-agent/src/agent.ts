@@ -273,6 +273,7 @@ export class Agent {
       random,
       monotonic,
       backoff: { initialMs: config.uplink.backoff.initial, maxMs: config.uplink.backoff.max },
+      stableAfterMs: config.uplink.backoff.stableAfter,
       keepaliveS: Math.max(1, Math.round(config.uplink.keepalive / 1000)),
       rejectUnauthorized: !config.uplink.insecureTls,
       logger: log.child({ module: 'mqtt' }),

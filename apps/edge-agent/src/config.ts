@@ -98,6 +98,11 @@ export const uplinkConfigSchema = z.strictObject({
     .strictObject({
       initial: positiveDuration.default(500),
       max: positiveDuration.default(60_000),
+      /**
+       * A connection up this long starts the backoff over. One the broker closes sooner (too
+       * many refusals, a takeover) counts as a failed attempt, so the delays keep growing.
+       */
+      stableAfter: positiveDuration.default(30_000),
     })
     .prefault({}),
   http: z

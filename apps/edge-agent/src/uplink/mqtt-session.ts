@@ -1,14 +1,22 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import type { AgentMetrics } from '../metrics/agent-metrics.js';
-import { type BackoffOptions, backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
+import {
+  attemptAfterClose,
+  type BackoffOptions,
+  backoffDelay,
+  DEFAULT_BACKOFF,
+  DEFAULT_STABLE_AFTER_MS,
+} from './backoff.js';
 import type { DeviceTokens } from './device-token.js';
 
 /**
  * One MQTT session to the ingest at a time (mqtt.js, MQTT 3.1.1 as aedes speaks it). The
  * client's own reconnect is off: every connection is a new client with a fresh device JWT
- * (PROTOCOL.md §3), opened after an exponential backoff with full jitter. Before the token
- * expires, the session ends gracefully (in-flight PUBACKs first) and opens a new one.
+ * (PROTOCOL.md §3), opened after an exponential backoff with full jitter. The backoff starts
+ * over only after a connection stayed up `stableAfterMs`, not on CONNACK: a broker that accepts
+ * and closes at once is retried ever more slowly. Before the token expires, the session ends
+ * gracefully (in-flight PUBACKs first) and opens a new one.
  */
 export interface MqttSessionOptions {
   /** `mqtt://host:port` or `mqtts://host:port`. */
@@ -30,9 +38,11 @@ export interface MqttSessionOptions {
    */
   onOptionalSubscribed?(answers: ReadonlyMap<string, boolean>): void;
   random: () => number;
-  /** Monotonic ms, for how long the session has been down. */
+  /** Monotonic ms, for how long the session has been down and how long a connection lasted. */
   monotonic: () => number;
   backoff?: BackoffOptions;
+  /** A connection up this long (ms from CONNACK) starts the backoff over; default 30 s. */
+  stableAfterMs?: number;
   keepaliveS?: number;
   connectTimeoutMs?: number;
   /** Renew at this fraction of the token's lifetime; default 0.8. */
@@ -190,10 +200,10 @@ export class MqttSession {
 
   #wire(client: MqttClient, lifetimeMs: number): void {
     const { logger, metrics } = this.#o;
-    let connected = false;
+    /** Monotonic ms of this connection's CONNACK. */
+    let connectedAt: number | undefined;
     client.on('connect', () => {
-      connected = true;
-      this.#attempt = 0;
+      connectedAt = this.#o.monotonic();
       metrics.connects.inc({ result: 'accepted' });
       client.subscribe([...this.#o.subscriptions], { qos: 1 }, (err) => {
         if (err || this.#client !== client) {
@@ -215,7 +225,7 @@ export class MqttSession {
     client.on('message', (topic, payload) => this.#o.onMessage(topic, payload));
     client.on('error', (err) => {
       const code = (err as { code?: unknown }).code;
-      if (!connected) {
+      if (connectedAt === undefined) {
         metrics.connects.inc({ result: typeof code === 'number' ? `connack_${code}` : 'error' });
       }
       logger.warn({ err: err.message, code }, 'MQTT error');
@@ -232,8 +242,15 @@ export class MqttSession {
       this.#downSince ??= this.#o.monotonic();
       metrics.connected.set(0);
       client.end(true);
+      const upForMs = connectedAt === undefined ? undefined : this.#o.monotonic() - connectedAt;
+      // Decided for a renewal too: the connection after it may be the one that fails.
+      this.#attempt = attemptAfterClose(
+        this.#attempt,
+        upForMs,
+        this.#o.stableAfterMs ?? DEFAULT_STABLE_AFTER_MS,
+      );
       if (wasUp) {
-        if (!renewing && !this.#stopped) logger.warn('disconnected from the ingest');
+        if (!renewing && !this.#stopped) logger.warn({ upForMs }, 'disconnected from the ingest');
         this.#o.onDown(renewing ? 'renew' : 'closed');
       }
       if (renewing) void this.#connect();
