@@ -257,7 +257,7 @@ export class DurableOutbox {
   private quarantinedBatches = 0;
   private quarantinedPoints = 0;
   private lastPruneMs = Number.NEGATIVE_INFINITY;
-  /** Null for an in-memory database (tests), which has nothing to sync. */
+  /** Null without a WAL: an in-memory database (tests), or SQLite syncing each commit itself. */
   private readonly walSync: WalSync | null;
   private closed = false;
   private suspended: string | undefined;
@@ -271,17 +271,18 @@ export class DurableOutbox {
     this.maxCachedPoints = options.maxCachedPoints ?? 200_000;
     if (options.path !== ':memory:') mkdirSync(dirname(options.path), { recursive: true });
     this.db = new Database(options.path);
-    this.db.pragma('journal_mode = WAL');
-    // An accepted batch must survive a power cut, not only a crash: commits write the WAL and
-    // `walSync` flushes it before anything counts as accepted (see the class comment).
-    this.db.pragma('synchronous = NORMAL');
+    // ':memory:' answers 'memory': nothing to sync.
+    const wal = this.db.pragma('journal_mode = WAL', { simple: true }) === 'wal';
+    // An accepted batch must survive a power cut, not only a crash: in WAL mode commits write
+    // the WAL and `walSync` flushes it before anything counts as accepted (see the class
+    // comment). A file system without WAL support keeps SQLite's own fsync per commit.
+    this.db.pragma(wal ? 'synchronous = NORMAL' : 'synchronous = FULL');
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
     // The WAL exists while a connection is open (SQLite creates it on open in WAL mode).
-    this.walSync =
-      options.path === ':memory:'
-        ? null
-        : new WalSync(openSync(`${options.path}-wal`, 'r+'), options.fdatasync ?? fdatasync);
+    this.walSync = wal
+      ? new WalSync(openSync(`${options.path}-wal`, 'r+'), options.fdatasync ?? fdatasync)
+      : null;
     this.stmt = prepareStatements(this.db);
     this.commitGroup = this.db.transaction(
       (group: readonly Queued[], deletes: readonly number[], now: number) => {
